@@ -1,0 +1,161 @@
+"""The table of cuflow's CUDA kernels, and the compile check CI runs without a GPU.
+
+:data:`MODULES` lists every CUDA module: the ``.cu`` files it is built from and the template instances it exports.
+``gpu.py`` loads exactly these instances with ``cupy.RawModule``, the mock GPU builds the same sources, and
+``python -m cuflow.kernels.compile`` compiles each of them to **cubin** for sm_80 and sm_90 with NVRTC (through
+NVIDIA's ``cuda-bindings``), so ptxas runs and an instruction the target lacks fails here, not on a user's GPU.
+Compiling to PTX only would prove that the C++ parses (see ``GPU_FACTS.md``).
+
+Tile sizes live here, beside the instances that bake them in, so the checked instances are the launched ones.
+This module imports neither CuPy nor cuda-bindings at import time: ``gpu.py`` reads the table on machines that lack
+cuda-bindings, and only the compile functions need it.
+"""
+import dataclasses
+import pathlib
+import sys
+
+__all__ = [
+    "GEMM_TILE", "POOL_THREADS", "KERNEL_DTYPES", "NVRTC_OPTIONS", "MODULES", "KernelModule", "CompileError",
+    "module_source", "compile_source", "compile_module", "compile_all",
+]
+
+# --- Tiling choices (read by gpu.py's launchers) ------------------------------------------------------------------
+GEMM_TILE = 16       # matmul and the conv implicit GEMMs: TILE x TILE threads per block, one output each
+POOL_THREADS = 256   # pooling: threads per block of the 1-D grid-stride kernels
+
+# dtypes our kernels are instantiated for (numpy dtype name -> CUDA type); others take CuPy paths in gpu.py.
+KERNEL_DTYPES = {"float32": "float", "float64": "double"}
+
+NVRTC_OPTIONS = ("-std=c++17",)  # gpu.py passes these to RawModule, which adds -arch for the present GPU
+ARCHS = ("sm_80", "sm_90")
+
+_HERE = pathlib.Path(__file__).resolve().parent
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelModule:
+    """One CUDA module: ``files`` concatenated in order, exporting ``kernels`` for every dtype in KERNEL_DTYPES.
+
+    ``tile`` is the kernels' second template argument (``gemm<float, 16>``), or None if they take only the dtype.
+    """
+    name: str
+    files: tuple
+    kernels: tuple
+    tile: int = None
+
+    def instance(self, kernel, dtype):
+        """The name expression of ``kernel`` for ``dtype`` (a numpy dtype or its name), e.g. ``gemm<float, 16>``."""
+        args = [KERNEL_DTYPES[str(dtype)]] + ([] if self.tile is None else [str(self.tile)])
+        return f"{kernel}<{', '.join(args)}>"
+
+    def instances(self):
+        """Every name expression this module exports."""
+        return tuple(self.instance(k, d) for k in self.kernels for d in KERNEL_DTYPES)
+
+
+MODULES = (
+    KernelModule("matmul", ("matmul.cu",), ("gemm",), tile=GEMM_TILE),
+    # conv2d.cu reuses matmul.cu's tiled-GEMM core, so it is compiled after it in one module.
+    KernelModule("conv2d", ("matmul.cu", "conv2d.cu"),
+                 ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_filter"), tile=GEMM_TILE),
+    KernelModule("pool", ("pool.cu",), ("max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward")),
+)
+
+
+class CompileError(RuntimeError):
+    """NVRTC rejected a CUDA source; the message holds its log."""
+
+
+def module_source(module):
+    """The CUDA source of ``module``: its files in order, each under a ``#line`` so errors name the right file."""
+    return "".join(f'#line 1 "{name}"\n' + (_HERE / name).read_text() for name in module.files)
+
+
+def _nvrtc():
+    try:
+        from cuda.bindings import nvrtc
+    except ImportError as e:
+        raise ImportError(
+            "the CUDA compile check needs NVIDIA's NVRTC bindings: pip install cuda-bindings "
+            "(or pip install 'cuflow[test]')") from e
+    return nvrtc
+
+
+def _check(nvrtc, result, what, prog=None):
+    """Unpacks a cuda-bindings ``(err, *values)`` tuple; raises CompileError with the program log on failure."""
+    err, *values = result
+    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        log = _program_log(nvrtc, prog) if prog is not None else ""
+        raise CompileError(f"{what} failed ({err.name})\n{log}")
+    return values[0] if len(values) == 1 else values
+
+
+def _program_log(nvrtc, prog):
+    _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+    log = b" " * size
+    nvrtc.nvrtcGetProgramLog(prog, log)
+    return log.rstrip(b"\x00 ").decode(errors="replace")
+
+
+def compile_source(source, name, arch, name_expressions=(), options=NVRTC_OPTIONS):
+    """Compiles CUDA ``source`` to a cubin for ``arch`` (e.g. ``"sm_90"``) with NVRTC, and returns its bytes.
+
+    Args:
+        source: CUDA C++ text.
+        name: file name used in diagnostics.
+        arch: a real architecture (``sm_80``, ``sm_90``, ``sm_90a``), so ptxas runs.
+        name_expressions: template instances to instantiate (``"gemm<float, 16>"``); each must resolve.
+        options: extra NVRTC options.
+
+    Raises:
+        CompileError: NVRTC or ptxas rejected the source (the message holds the log), or a name expression did
+            not resolve to a kernel.
+        ImportError: cuda-bindings is not installed.
+    """
+    nvrtc = _nvrtc()
+    prog = _check(nvrtc, nvrtc.nvrtcCreateProgram(source.encode(), name.encode(), 0, [], []), "nvrtcCreateProgram")
+    try:
+        for expr in name_expressions:
+            _check(nvrtc, nvrtc.nvrtcAddNameExpression(prog, expr.encode()), f"adding {expr}", prog)
+        opts = [o.encode() for o in (*options, f"-arch={arch}")]
+        _check(nvrtc, nvrtc.nvrtcCompileProgram(prog, len(opts), opts), f"compiling {name} for {arch}", prog)
+        for expr in name_expressions:
+            _check(nvrtc, nvrtc.nvrtcGetLoweredName(prog, expr.encode()), f"resolving {expr} in {name}", prog)
+        size = _check(nvrtc, nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize", prog)
+        cubin = b" " * size
+        _check(nvrtc, nvrtc.nvrtcGetCUBIN(prog, cubin), "nvrtcGetCUBIN", prog)
+        return cubin
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
+def compile_module(module, arch):
+    """Compiles one entry of :data:`MODULES` with all its instances for ``arch``; returns the cubin bytes."""
+    return compile_source(module_source(module), f"{module.name}.cu", arch, module.instances())
+
+
+def compile_all(archs=ARCHS):
+    """Compiles every module for every arch; returns ``[(module name, files, arch, cubin size in bytes), ...]``.
+
+    Raises CompileError on the first failure.
+    """
+    return [(m.name, m.files, arch, len(compile_module(m, arch))) for m in MODULES for arch in archs]
+
+
+def main(argv=None):
+    """``python -m cuflow.kernels.compile [arch ...]``: one line per (module, arch); exit 1 with the log on failure."""
+    archs = tuple(argv if argv is not None else sys.argv[1:]) or ARCHS
+    for module in MODULES:
+        for arch in archs:
+            try:
+                size = len(compile_module(module, arch))
+            except CompileError as e:
+                print(f"FAILED {module.name} ({' + '.join(module.files)}) for {arch}:\n{e}", file=sys.stderr)
+                return 1
+            print(f"{module.name:8s} {' + '.join(module.files):22s} {arch}  cubin {size:7d} bytes  "
+                  f"{len(module.instances())} kernels")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+// conv2d.cu — 2-D convolution forward, backward-data and backward-filter as implicit GEMMs (NHWC input, HWIO filter).
+//
+// Compiled after matmul.cu (the table in compile.py lists both files for this module) and reuses its tiled core
+// `tile_gemm`: one TILE x TILE block computes one TILE x TILE tile of a GEMM, one output per thread, walking K through
+// shared-memory tiles. No im2col matrix is ever built; the loaders below compute, per element, which input, filter
+// or gradient cell a GEMM operand element is (zero for padding), so any stride, padding and dilation works.
+//
+//   forward          out[(n,oh,ow), f]   = sum_(kh,kw,c)  x~[(n,oh,ow), (kh,kw,c)] * w[(kh,kw,c), f]
+//   backward_input   dx[(n,ih,iw), c]    = sum_(kh,kw,f)  dy~[(n,ih,iw), (kh,kw,f)] * w[(kh,kw,f), c]   (w read as (.., F, C))
+//   backward_filter  dw[(kh,kw,c), f]    = sum_(n,oh,ow)  x~[(n,oh,ow), (kh,kw,c)]^T * dy[(n,oh,ow), f]
+//
+// x~ is the implicit im2col view of x; dy~ gathers, for input cell (ih, iw) and tap (kh, kw), the one output cell
+// whose window puts that tap there (zero if the stride skips it). Each GEMM's row-major result is already the NHWC
+// or HWIO array. Grids: x = ceil(M / TILE), y = ceil(N / TILE); block (TILE, TILE, 1). backward_filter splits its
+// long K = N*OH*OW over gridDim.z: block z sums its own K range into out + z*M*N, and the launcher adds the slices.
+
+// The convolution's sizes, passed to every kernel as the same 15 ints in this order.
+struct ConvGeometry {
+    int batch, in_h, in_w, in_c;
+    int k_h, k_w, out_c;
+    int out_h, out_w;
+    int stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w;
+};
+
+#define CONV_GEOMETRY_PARAMS                                                                                    \
+    int batch, int in_h, int in_w, int in_c, int k_h, int k_w, int out_c, int out_h, int out_w, int stride_h,  \
+        int stride_w, int pad_top, int pad_left, int dilation_h, int dilation_w
+#define CONV_GEOMETRY                                                                                           \
+    ConvGeometry{batch, in_h, in_w, in_c, k_h, k_w, out_c, out_h, out_w, stride_h, stride_w, pad_top, pad_left,  \
+                 dilation_h, dilation_w}
+
+// Row index (n, h, w) of an (N, H, W) grid of cells.
+struct GridCell {
+    long long n;
+    int h, w;
+};
+
+__device__ GridCell split_cell(long long row, int height, int width)
+{
+    const long long nh = row / width;
+    return GridCell{nh / height, (int)(nh % height), (int)(row % width)};
+}
+
+// Column index (kh, kw, channel) of a filter tap over `channels` channels.
+struct Tap {
+    int kh, kw, channel;
+};
+
+__device__ Tap split_tap(long long p, int k_w, int channels)
+{
+    const int tap = (int)(p / channels);
+    return Tap{tap / k_w, tap % k_w, (int)(p % channels)};
+}
+
+// x~[row, p]: row = (n, oh, ow) an output cell, p = (kh, kw, c) a filter tap; zero where the tap lands in padding.
+template <typename T>
+struct Im2colLoad {
+    const T* x;
+    ConvGeometry g;
+
+    __device__ T operator()(long long row, long long p) const
+    {
+        const GridCell o = split_cell(row, g.out_h, g.out_w);
+        const Tap t = split_tap(p, g.k_w, g.in_c);
+        const int ih = o.h * g.stride_h - g.pad_top + t.kh * g.dilation_h;
+        const int iw = o.w * g.stride_w - g.pad_left + t.kw * g.dilation_w;
+        if (ih < 0 || ih >= g.in_h || iw < 0 || iw >= g.in_w) {
+            return T(0);
+        }
+        return x[((o.n * g.in_h + ih) * g.in_w + iw) * g.in_c + t.channel];
+    }
+};
+
+// x~ transposed: rows are filter taps (kh, kw, c), columns output cells (n, oh, ow).
+template <typename T>
+struct Im2colTransposedLoad {
+    Im2colLoad<T> im2col;
+
+    __device__ T operator()(long long p, long long row) const { return im2col(row, p); }
+};
+
+// dy~[row, p]: row = (n, ih, iw) an input cell, p = (kh, kw, f); the gradient of the output cell (oh, ow) with
+// oh * stride_h - pad_top + kh * dilation_h == ih (likewise for w), or zero if no output cell puts tap kh there.
+template <typename T>
+struct OutputGradGatherLoad {
+    const T* grad_out;
+    ConvGeometry g;
+
+    __device__ T operator()(long long row, long long p) const
+    {
+        const GridCell i = split_cell(row, g.in_h, g.in_w);
+        const Tap t = split_tap(p, g.k_w, g.out_c);
+        const int th = i.h + g.pad_top - t.kh * g.dilation_h;  // = oh * stride_h when tap kh of output row oh hits ih
+        const int tw = i.w + g.pad_left - t.kw * g.dilation_w;
+        if (th < 0 || tw < 0 || th % g.stride_h != 0 || tw % g.stride_w != 0) {
+            return T(0);
+        }
+        const int oh = th / g.stride_h;
+        const int ow = tw / g.stride_w;
+        if (oh >= g.out_h || ow >= g.out_w) {
+            return T(0);
+        }
+        return grad_out[((i.n * g.out_h + oh) * g.out_w + ow) * g.out_c + t.channel];
+    }
+};
+
+// w read as [(kh, kw, f), c]: the HWIO filter with its last two axes swapped.
+template <typename T>
+struct FilterTransposedLoad {
+    const T* w;
+    ConvGeometry g;
+
+    __device__ T operator()(long long p, long long c) const
+    {
+        const long long f = p % g.out_c;
+        const long long tap = p / g.out_c;
+        return w[(tap * g.in_c + c) * g.out_c + f];
+    }
+};
+
+// out (N, OH, OW, F) = conv2d(x (N, H, W, C), w (KH, KW, C, F)).
+template <typename T, int TILE>
+__global__ void conv2d_forward(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out,
+                               CONV_GEOMETRY_PARAMS)
+{
+    const ConvGeometry g = CONV_GEOMETRY;
+    const Im2colLoad<T> load_a{x, g};
+    const MatrixLoad<T> load_b{w, g.out_c, 0};
+    tile_gemm<T, TILE>(load_a, load_b, out, g.batch * g.out_h * g.out_w, g.out_c, 0, g.k_h * g.k_w * g.in_c);
+}
+
+// dx (N, H, W, C) from grad_out (N, OH, OW, F) and w (KH, KW, C, F); input cells no window touches get zero.
+template <typename T, int TILE>
+__global__ void conv2d_backward_input(const T* __restrict__ grad_out, const T* __restrict__ w, T* __restrict__ dx,
+                                      CONV_GEOMETRY_PARAMS)
+{
+    const ConvGeometry g = CONV_GEOMETRY;
+    const OutputGradGatherLoad<T> load_a{grad_out, g};
+    const FilterTransposedLoad<T> load_b{w, g};
+    tile_gemm<T, TILE>(load_a, load_b, dx, g.batch * g.in_h * g.in_w, g.in_c, 0, g.k_h * g.k_w * g.out_c);
+}
+
+// dw (KH, KW, C, F) from x (N, H, W, C) and grad_out (N, OH, OW, F). Block z sums K range
+// [z * k_chunk, (z + 1) * k_chunk) into out + z * KH*KW*C*F; with gridDim.z == 1, out is dw itself.
+template <typename T, int TILE>
+__global__ void conv2d_backward_filter(const T* __restrict__ x, const T* __restrict__ grad_out,
+                                       T* __restrict__ out, int k_chunk, CONV_GEOMETRY_PARAMS)
+{
+    const ConvGeometry g = CONV_GEOMETRY;
+    const int m = g.k_h * g.k_w * g.in_c;
+    const long long k = (long long)g.batch * g.out_h * g.out_w;
+    const long long k_begin = (long long)blockIdx.z * k_chunk;
+    const long long k_end = k_begin + k_chunk < k ? k_begin + k_chunk : k;
+    const Im2colTransposedLoad<T> load_a{Im2colLoad<T>{x, g}};
+    const MatrixLoad<T> load_b{grad_out, g.out_c, 0};
+    tile_gemm<T, TILE>(load_a, load_b, out + (long long)blockIdx.z * m * g.out_c, m, g.out_c, k_begin, k_end);
+}

@@ -1,0 +1,37 @@
+"""Every public op, declared once (forward + gradient). See :mod:`cuflow.ops.base` for how."""
+from .base import Op, op
+from .math import *  # noqa: F401,F403
+from .math import __all__ as _math_all
+from .array import *  # noqa: F401,F403
+from .array import __all__ as _array_all
+from . import math, array
+from ..tensor import Tensor, constant, convert_to_tensor
+
+__all__ = ["Op", "op", "constant", "convert_to_tensor"] + _math_all + _array_all
+
+
+def _reflected(fn):
+    return lambda self, other: fn(other, self)
+
+
+def _overload_operators():
+    """Gives Tensor its Python operators (TensorFlow registers them the same way, from its math ops)."""
+    binary = {"add": math.add, "sub": math.subtract, "mul": math.multiply, "truediv": math.divide,
+              "floordiv": math.floordiv, "mod": math.floormod, "pow": math.pow, "matmul": math.matmul}
+    for name, fn in binary.items():
+        setattr(Tensor, f"__{name}__", fn)
+        setattr(Tensor, f"__r{name}__", _reflected(fn))
+    for name, fn in {"lt": math.less, "le": math.less_equal, "gt": math.greater, "ge": math.greater_equal,
+                     "eq": math.equal, "ne": math.not_equal, "and": math.logical_and, "or": math.logical_or,
+                     "xor": math.logical_xor}.items():
+        setattr(Tensor, f"__{name}__", fn)
+    Tensor.__rand__ = _reflected(math.logical_and)
+    Tensor.__ror__ = _reflected(math.logical_or)
+    Tensor.__neg__ = math.negative
+    Tensor.__pos__ = lambda self: self
+    Tensor.__abs__ = math.abs
+    Tensor.__invert__ = math.logical_not
+    Tensor.__getitem__ = array.getitem
+
+
+_overload_operators()

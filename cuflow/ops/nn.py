@@ -1,0 +1,901 @@
+"""Neural-network ops (``tf.nn``): activations, convolution, pooling, losses and normalization helpers.
+
+Each op's forward works on raw arrays through ``xp`` or a primitive from ``kernels`` (``conv2d``, ``max_pool2d``...);
+its gradient sits right below it and is written with cuflow ops. Where a gradient needs a new primitive, that
+primitive is an op of its own whose gradient is again an op in this file, so the set is closed and higher-order
+gradients work: conv2d <-> conv2d_backprop_input <-> conv2d_backprop_filter, avg_pool2d <-> its backward,
+max_pool2d -> its backward <-> "select at the first maximum".
+
+Layouts follow TensorFlow: images are NHWC (``data_format='NCHW'`` transposes around the NHWC primitives), filters
+are HWIO ``(KH, KW, in_channels, out_channels)``; ``padding`` is 'SAME', 'VALID' or an explicit list of
+``[before, after]`` pairs, one per axis of the input.
+"""
+import builtins
+import math as _pymath
+
+import numpy as np
+
+from .. import errors
+from .. import devices as _device
+from ..tensor import Tensor, convert_to_tensor
+from . import random
+from .base import op, xp, backend, array_of
+from .array import _ints, _axis, expand_dims, squeeze, where, zeros_like, one_hot, gather
+from .math import (sigmoid, tanh, exp, square, rsqrt, maximum, logical_and, greater, less, abs as _abs,
+                   reduce_sum, reduce_mean, squared_difference)
+
+__all__ = [
+    "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "erf", "softplus", "softsign", "silu", "swish", "sigmoid",
+    "tanh", "softmax", "log_softmax", "dropout", "bias_add", "conv1d", "conv2d", "conv2d_backprop_input",
+    "conv2d_backprop_filter", "conv2d_transpose", "max_pool", "max_pool1d", "max_pool2d", "avg_pool", "avg_pool1d",
+    "avg_pool2d", "softmax_cross_entropy_with_logits", "sparse_softmax_cross_entropy_with_logits",
+    "sigmoid_cross_entropy_with_logits", "l2_loss", "moments", "l2_normalize", "batch_normalization",
+    "embedding_lookup",
+]
+
+
+def _where_grad(condition, grad):
+    """``grad`` where ``condition`` holds, 0 elsewhere (as an op, so it has a gradient w.r.t. ``grad``)."""
+    return where(condition, grad, zeros_like(grad))
+
+
+# --- activations ---------------------------------------------------------------------------------------------------
+@op
+def relu(features):
+    """``max(features, 0)`` elementwise; the gradient at 0 is 0, as in TensorFlow.
+
+    Example:
+
+    >>> import cuflow as tf
+    >>> tf.nn.relu([-1.0, 0.0, 2.0]).numpy()
+    array([0., 0., 2.], dtype=float32)
+    """
+    return xp(features).maximum(features, features.dtype.type(0))
+
+
+@relu.gradient
+def _(grad, features, out):
+    return _where_grad(greater(features, 0), grad)
+
+
+@op
+def relu6(features):
+    """``min(max(features, 0), 6)`` elementwise."""
+    return xp(features).clip(features, features.dtype.type(0), features.dtype.type(6))
+
+
+@relu6.gradient
+def _(grad, features, out):
+    return _where_grad(logical_and(greater(features, 0), less(features, 6)), grad)
+
+
+@op
+def leaky_relu(features, alpha=0.2):
+    """``features`` where positive, ``alpha * features`` elsewhere."""
+    return xp(features).where(features > 0, features, features * alpha)
+
+
+@leaky_relu.gradient
+def _(grad, features, out, alpha=0.2):
+    return where(greater(features, 0), grad, grad * alpha)
+
+
+@op
+def elu(features):
+    """``features`` where positive, ``exp(features) - 1`` elsewhere."""
+    m = xp(features)
+    return m.where(features > 0, features, m.expm1(m.minimum(features, 0)))
+
+
+@elu.gradient
+def _(grad, features, out):
+    return where(greater(features, 0), grad, grad * (out + 1))
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@op
+def selu(features):
+    """Scaled ELU: ``scale * elu(features)`` with ``alpha`` and ``scale`` from Klambauer et al. (2017)."""
+    m = xp(features)
+    negative = m.expm1(m.minimum(features, 0)) * _SELU_ALPHA
+    return m.where(features > 0, features, negative) * _SELU_SCALE
+
+
+@selu.gradient
+def _(grad, features, out):
+    return where(greater(features, 0), grad * _SELU_SCALE, grad * (out + _SELU_SCALE * _SELU_ALPHA))
+
+
+# W. J. Cody's rational Chebyshev approximations (Math. Comp. 1969; netlib specfun CALERF): erf on |x| <= 0.46875,
+# erfc on 0.46875 < |x| <= 4 and on |x| > 4, each good to about 1e-16 relative in float64. All three are evaluated on
+# the whole array (with the argument clamped into each interval) and then selected: branch-free, so the same code
+# runs on NumPy and CuPy.
+_ERF_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03,
+          1.85777706184603153e-1)
+_ERF_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03, 2.84423683343917062e03)
+_ERF_C = (5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01, 2.98635138197400131e02,
+          8.81952221241769090e02, 1.71204761263407058e03, 2.05107837782607147e03, 1.23033935479799725e03,
+          2.15311535474403846e-8)
+_ERF_D = (1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02, 1.62138957456669019e03,
+          3.29079923573345963e03, 4.36261909014324716e03, 3.43936767414372164e03, 1.23033935480374942e03)
+_ERF_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1, 1.60837851487422766e-2,
+          6.58749161529837803e-4, 1.63153871373020978e-2)
+_ERF_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1, 6.05183413124413191e-2,
+          2.33520497626869185e-3)
+
+
+def _rational(t, num, den, lead):
+    """``(num[-1] t^n + num[0] t^(n-1) + ... + num[n-1]) / (t^n + den[0] t^(n-1) + ... + den[n-1])``: Cody's
+    Horner form, with ``lead`` the index of the numerator's leading coefficient."""
+    top, bottom = num[lead] * t, t
+    for a, b in zip(num[:lead - 1], den[:lead - 1]):
+        top, bottom = (top + a) * t, (bottom + b) * t
+    return (top + num[lead - 1]) / (bottom + den[lead - 1])
+
+
+def _erf_array(x):
+    m = xp(x)
+    work = x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
+    y = m.abs(work)
+    small = m.minimum(y, 0.46875)
+    inner = small * _rational(small * small, _ERF_A, _ERF_B, 4)
+    mid = m.clip(y, 0.46875, 4.0)
+    erfc_mid = _rational(mid, _ERF_C, _ERF_D, 8)
+    far = m.clip(y, 4.0, 27.0)  # erfc(27) underflows even in float64; the clamp keeps inf out of exp's argument
+    inv_sq = 1 / (far * far)
+    erfc_far = (0.56418958354775628695 - inv_sq * _rational(inv_sq, _ERF_P, _ERF_Q, 5)) / far
+    # exp(-y^2) split as exp(-r^2) exp(-(y-r)(y+r)) with r = y rounded down to 1/16: keeps y^2's rounding error out
+    base = m.where(y <= 4.0, mid, far)
+    r = m.trunc(base * 16) / 16
+    decay = m.exp(-r * r) * m.exp(-(base - r) * (base + r))
+    outer = 1 - decay * m.where(y <= 4.0, erfc_mid, erfc_far)
+    out = m.copysign(m.where(y <= 0.46875, inner, outer), work)
+    return out.astype(x.dtype, copy=False)
+
+
+@op
+def erf(x):
+    """The Gauss error function ``2/sqrt(pi) * integral_0^x exp(-t^2) dt`` (W. J. Cody's approximations, accurate
+    to a few units in the last place in float32 and float64).
+
+    Example:
+
+    >>> import cuflow as tf
+    >>> round(float(tf.nn.erf(1.0)), 6)
+    0.842701
+    """
+    return _erf_array(x)
+
+
+@erf.gradient
+def _(grad, x, out):
+    return grad * (2 / _pymath.sqrt(_pymath.pi)) * exp(-square(x))
+
+
+_SQRT_HALF = 1 / _pymath.sqrt(2.0)
+_GELU_TANH_SCALE = _pymath.sqrt(2 / _pymath.pi)
+
+
+@op
+def gelu(features, approximate=False):
+    """Gaussian error linear unit: ``x * Phi(x)`` with the standard normal CDF ``Phi`` (Hendrycks & Gimpel, 2016).
+
+    Args:
+        features: a floating tensor.
+        approximate: use the tanh approximation ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` instead of the
+            exact ``0.5 x (1 + erf(x / sqrt(2)))``.
+    """
+    m = xp(features)
+    if approximate:
+        inner = (features + 0.044715 * features * features * features) * _GELU_TANH_SCALE
+        return 0.5 * features * (1 + m.tanh(inner))
+    return 0.5 * features * (1 + _erf_array(features * _SQRT_HALF))
+
+
+@gelu.gradient
+def _(grad, features, out, approximate=False):
+    x = features
+    if approximate:
+        t = tanh((x + 0.044715 * x * x * x) * _GELU_TANH_SCALE)
+        slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_TANH_SCALE * (1 + 3 * 0.044715 * x * x)
+    else:
+        slope = 0.5 * (1 + erf(x * _SQRT_HALF)) + x * exp(-0.5 * x * x) * (1 / _pymath.sqrt(2 * _pymath.pi))
+    return grad * slope
+
+
+@op
+def softplus(features):
+    """``log(exp(features) + 1)``, computed without overflow."""
+    m = xp(features)
+    return m.maximum(features, features.dtype.type(0)) + m.log1p(m.exp(-m.abs(features)))
+
+
+@softplus.gradient
+def _(grad, features, out):
+    return grad * sigmoid(features)
+
+
+@op
+def softsign(features):
+    """``features / (abs(features) + 1)``."""
+    return features / (xp(features).abs(features) + 1)
+
+
+@softsign.gradient
+def _(grad, features, out):
+    return grad / square(_abs(features) + 1)
+
+
+@op
+def silu(features, beta=1.0):
+    """Sigmoid linear unit (swish): ``features * sigmoid(beta * features)``."""
+    m = xp(features)
+    return features * ((m.tanh(features * (0.5 * beta)) + 1) * 0.5)
+
+
+@silu.gradient
+def _(grad, features, out, beta=1.0):
+    s = sigmoid(features * beta if beta != 1 else features)
+    return grad * (s + features * beta * s * (1 - s))
+
+
+swish = silu
+
+
+@op
+def softmax(logits, axis=-1):
+    """``exp(logits) / reduce_sum(exp(logits), axis)``, computed stably.
+
+    Example:
+
+    >>> import cuflow as tf
+    >>> tf.nn.softmax([0.0, 0.0]).numpy()
+    array([0.5, 0.5], dtype=float32)
+    """
+    axis = _axis(-1 if axis is None else axis, logits.ndim, "softmax")
+    e = xp(logits).exp(logits - logits.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@softmax.gradient
+def _(grad, logits, out, axis=-1):
+    axis = -1 if axis is None else axis
+    return out * (grad - reduce_sum(grad * out, axis=axis, keepdims=True))
+
+
+def _log_softmax_array(x, axis):
+    m = xp(x)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - m.log(m.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+@op
+def log_softmax(logits, axis=-1):
+    """``logits - log(reduce_sum(exp(logits), axis))``, computed stably."""
+    return _log_softmax_array(logits, _axis(-1 if axis is None else axis, logits.ndim, "log_softmax"))
+
+
+@log_softmax.gradient
+def _(grad, logits, out, axis=-1):
+    axis = -1 if axis is None else axis
+    return grad - exp(out) * reduce_sum(grad, axis=axis, keepdims=True)
+
+
+def dropout(x, rate, noise_shape=None, seed=None, name=None):
+    """Sets each element (or each slice, with ``noise_shape``) to 0 with probability ``rate`` and scales the rest
+    by ``1 / (1 - rate)``, so the expected value is unchanged.
+
+    Args:
+        x: a floating tensor.
+        rate: probability of dropping an element, a float in ``[0, 1)``.
+        noise_shape: shape of the random keep/drop mask, broadcast against ``x`` (``None`` entries take ``x``'s
+            dimension); ``[batch, 1, 1, channels]`` drops whole feature maps.
+        seed: makes the mask reproducible.
+
+    Raises:
+        ValueError: ``rate`` is outside ``[0, 1)`` or ``x`` is not floating.
+        cuflow.errors.InvalidArgumentError: ``noise_shape`` does not broadcast to ``x``'s shape.
+    """
+    x = convert_to_tensor(x)
+    rate_value = float(rate) if isinstance(rate, (int, float, np.number, Tensor)) else rate
+    if not isinstance(rate_value, float) or not 0 <= rate_value < 1:
+        raise ValueError(f"dropout: rate must be a float in the range [0, 1), got {rate!r}")
+    if not x.dtype.is_floating:
+        raise ValueError(f"dropout: x must be a floating tensor, got dtype {x.dtype.name}")
+    if rate_value == 0:
+        return x
+    shape = tuple(x.shape) if noise_shape is None else tuple(
+        d if d is not None else x.shape[i] for i, d in enumerate(_optional_ints(noise_shape)))
+    try:
+        np.broadcast_shapes(shape, tuple(x.shape))
+    except ValueError:
+        raise errors.InvalidArgumentError(f"dropout: noise_shape {list(shape)} does not broadcast to x's shape "
+                                          f"{tuple(x.shape)}") from None
+    with _device.device(_device.device_of(x._data)):  # the mask is drawn where x lives
+        noise = random.uniform(shape, dtype=x.dtype, seed=seed)._data
+    keep = (noise >= rate_value).astype(noise.dtype) * noise.dtype.type(1 / (1 - rate_value))
+    return x * Tensor(keep)
+
+
+def _optional_ints(values):
+    if isinstance(values, Tensor):
+        values = np.asarray(values).tolist()
+    return [None if v is None else int(v) for v in values]
+
+
+# --- bias and convolution ------------------------------------------------------------------------------------------
+def _bias_axis(value_shape, bias_shape, data_format):
+    rank = len(value_shape)
+    if rank < 2:
+        raise errors.InvalidArgumentError(f"bias_add: value must have rank >= 2, got shape {tuple(value_shape)}")
+    if data_format is not None and not (isinstance(data_format, str) and data_format.startswith("N")):
+        raise errors.InvalidArgumentError(f"bias_add: data_format must be 'N...C' or 'NC...', got {data_format!r}")
+    axis = 1 if data_format is not None and data_format.startswith("NC") else rank - 1
+    if len(bias_shape) != 1 or bias_shape[0] != value_shape[axis]:
+        raise errors.InvalidArgumentError(
+            f"bias_add: bias must have shape ({value_shape[axis]},) to match the channel axis {axis} of value with "
+            f"shape {tuple(value_shape)}, got shape {tuple(bias_shape)}")
+    return axis
+
+
+@op
+def bias_add(value, bias, data_format=None):
+    """Adds the 1-D ``bias`` along the channel axis of ``value`` (the last one, or axis 1 for 'NC...' formats)."""
+    axis = _bias_axis(value.shape, bias.shape, data_format)
+    shape = [1] * value.ndim
+    shape[axis] = -1
+    return value + bias.reshape(shape)
+
+
+@bias_add.gradient
+def _(grad, value, bias, out, data_format=None):
+    axis = _bias_axis(value.shape, bias.shape, data_format)
+    return grad, reduce_sum(grad, axis=[i for i in builtins.range(len(value.shape)) if i != axis])
+
+
+def _check_format(op_name, data_format):
+    if data_format not in ("NHWC", "NCHW"):
+        raise errors.InvalidArgumentError(f"{op_name}: data_format must be 'NHWC' or 'NCHW', got {data_format!r}")
+
+
+def _to_nhwc(a, data_format):
+    return a if data_format == "NHWC" else xp(a).ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+def _from_nhwc(a, data_format):
+    return a if data_format == "NHWC" else xp(a).ascontiguousarray(a.transpose(0, 3, 1, 2))
+
+
+def _nhwc_shape(op_name, arg, shape, data_format):
+    shape = _ints(shape, op_name)
+    if len(shape) != 4:
+        raise errors.InvalidArgumentError(f"{op_name}: {arg} must have 4 entries ({data_format}), got {list(shape)}")
+    return shape if data_format == "NHWC" else (shape[0], shape[2], shape[3], shape[1])
+
+
+def _check_rank(op_name, arg, shape, rank, layout):
+    if len(shape) != rank:
+        raise errors.InvalidArgumentError(f"{op_name}: {arg} must have rank {rank} ({layout}), got shape "
+                                          f"{tuple(shape)}")
+
+
+def _hw(op_name, arg, value, data_format):
+    """``(h, w)`` from TensorFlow's forms: an int, or a list of 1, 2 or 4 ints (4: batch and channel entries 1)."""
+    if isinstance(value, Tensor):
+        value = np.asarray(value).tolist()
+    try:
+        values = (int(value),) if isinstance(value, (int, np.integer)) else tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise errors.InvalidArgumentError(f"{op_name}: {arg} must be an int or a list of 1, 2 or 4 ints, got "
+                                          f"{value!r}") from None
+    if len(values) == 4:
+        outer = (values[0], values[3]) if data_format == "NHWC" else values[:2]
+        if outer != (1, 1):
+            raise errors.InvalidArgumentError(f"{op_name}: {arg} {list(values)} must be 1 in the batch and channel "
+                                              f"dimensions ({data_format})")
+        values = values[1:3] if data_format == "NHWC" else values[2:]
+    if len(values) not in (1, 2) or builtins.min(values) < 1:
+        raise errors.InvalidArgumentError(f"{op_name}: {arg} must be a positive int or a list of 1, 2 or 4 positive "
+                                          f"ints, got {value!r}")
+    return (values[0], values[0]) if len(values) == 1 else tuple(values)
+
+
+def _padding(op_name, padding, in_hw, window_hw, strides, data_format):
+    """``((top, bottom), (left, right))`` for 'SAME', 'VALID' or an explicit list of 4 pairs."""
+    if isinstance(padding, (str, bytes)):
+        mode = padding.decode() if isinstance(padding, bytes) else padding
+        if mode.upper() == "VALID":
+            return ((0, 0), (0, 0))
+        if mode.upper() == "SAME":  # TensorFlow's rule: out = ceil(in / stride), the odd pad goes after
+            pads = []
+            for size, window, stride in zip(in_hw, window_hw, strides):
+                total = builtins.max((-(-size // stride) - 1) * stride + window - size, 0)
+                pads.append((total // 2, total - total // 2))
+            return tuple(pads)
+    else:
+        try:
+            pairs = np.asarray(padding, dtype=np.int64)
+        except (TypeError, ValueError):
+            pairs = None
+        if pairs is not None and pairs.shape == (4, 2) and (pairs >= 0).all():
+            spatial = pairs[1:3] if data_format == "NHWC" else pairs[2:]
+            outer = pairs[[0, 3]] if data_format == "NHWC" else pairs[:2]
+            if outer.any():
+                raise errors.InvalidArgumentError(f"{op_name}: explicit padding {pairs.tolist()} must be 0 in the "
+                                                  f"batch and channel dimensions ({data_format})")
+            return tuple((int(a), int(b)) for a, b in spatial)
+    raise errors.InvalidArgumentError(f"{op_name}: padding must be 'SAME', 'VALID' or a list of 4 non-negative "
+                                      f"[before, after] pairs, got {padding!r}")
+
+
+def _geometry(op_name, in_shape, window, strides, padding, data_format, dilations=None):
+    """The primitive's keywords for a window op over the NHWC ``in_shape``, and the output's (height, width)."""
+    _check_format(op_name, data_format)
+    s = _hw(op_name, "strides", strides, data_format)
+    d = _hw(op_name, "dilations", 1 if dilations is None else dilations, data_format)
+    reach = tuple((k - 1) * di + 1 for k, di in zip(window, d))
+    pads = _padding(op_name, padding, in_shape[1:3], reach, s, data_format)
+    out = tuple((size + p[0] + p[1] - r) // st + 1 for size, p, r, st in zip(in_shape[1:3], pads, reach, s))
+    if builtins.min(out) < 1:
+        raise errors.InvalidArgumentError(
+            f"{op_name}: a window of size {tuple(window)} (spanning {reach} with dilations {d}) does not fit the "
+            f"input's spatial shape {tuple(in_shape[1:3])} with padding {padding!r}")
+    return {"strides": s, "padding": pads, "dilations": d}, out
+
+
+def _conv_shapes(op_name, input_shape, filters_shape, out_shape, strides, padding, data_format, dilations):
+    """Checks NHWC shapes of a convolution's input, filters and (when given) output; returns the primitive's
+    keywords."""
+    _check_rank(op_name, "filters", filters_shape, 4, "KH, KW, in_channels, out_channels")
+    if input_shape[3] != filters_shape[2]:
+        raise errors.InvalidArgumentError(
+            f"{op_name}: the input has {input_shape[3]} channels (NHWC shape {tuple(input_shape)}) but filters with "
+            f"shape {tuple(filters_shape)} expect {filters_shape[2]} input channels")
+    geometry, (oh, ow) = _geometry(op_name, input_shape, filters_shape[:2], strides, padding, data_format, dilations)
+    expected = (input_shape[0], oh, ow, filters_shape[3])
+    if out_shape is not None and tuple(out_shape) != expected:
+        raise errors.InvalidArgumentError(
+            f"{op_name}: out_backprop has NHWC shape {tuple(out_shape)}, but an input of NHWC shape "
+            f"{tuple(input_shape)} convolved with filters {tuple(filters_shape)} gives {expected}")
+    return geometry
+
+
+@op(inputs=("input", "filters"))
+def conv2d(input, filters, strides, padding, data_format="NHWC", dilations=None):
+    """2-D convolution (cross-correlation, as in TensorFlow).
+
+    Args:
+        input: tensor of shape ``(batch, height, width, in_channels)`` (``(batch, in_channels, height, width)`` for
+            'NCHW').
+        filters: tensor of shape ``(KH, KW, in_channels, out_channels)``, same dtype as ``input``.
+        strides: an int or a list of 1, 2 or 4 ints.
+        padding: 'SAME', 'VALID' or explicit ``[[0, 0], [top, bottom], [left, right], [0, 0]]`` (NHWC).
+        data_format: 'NHWC' or 'NCHW'.
+        dilations: an int or a list of 1, 2 or 4 ints (default 1).
+
+    Returns:
+        A tensor of shape ``(batch, out_height, out_width, out_channels)``.
+
+    Raises:
+        cuflow.errors.InvalidArgumentError: a rank is not 4, the channels differ, an argument is malformed, or the
+            dilated filter does not fit the padded input.
+
+    Example:
+
+    >>> import cuflow as tf
+    >>> tf.nn.conv2d(tf.ones((1, 5, 5, 3)), tf.ones((3, 3, 3, 8)), strides=2, padding='SAME').shape
+    TensorShape([1, 3, 3, 8])
+    """
+    _check_format("conv2d", data_format)
+    _check_rank("conv2d", "input", input.shape, 4, data_format)
+    x = _to_nhwc(input, data_format)
+    geometry = _conv_shapes("conv2d", x.shape, filters.shape, None, strides, padding, data_format, dilations)
+    return _from_nhwc(backend(x).conv2d(x, filters, **geometry), data_format)
+
+
+@conv2d.gradient
+def _(grad, input, filters, out, strides, padding, data_format="NHWC", dilations=None):
+    config = {"strides": strides, "padding": padding, "data_format": data_format, "dilations": dilations}
+    return (conv2d_backprop_input(tuple(input.shape), filters, grad, **config),
+            conv2d_backprop_filter(input, tuple(filters.shape), grad, **config))
+
+
+@op(inputs=("filters", "out_backprop"))
+def conv2d_backprop_input(input_sizes, filters, out_backprop, strides, padding, data_format="NHWC",
+                          dilations=None):
+    """The gradient of :func:`conv2d` w.r.t. its input: ``out_backprop`` pushed back through ``filters`` into a
+    tensor of shape ``input_sizes``. Same arguments as :func:`conv2d`."""
+    _check_format("conv2d_backprop_input", data_format)
+    _check_rank("conv2d_backprop_input", "out_backprop", out_backprop.shape, 4, data_format)
+    shape = _nhwc_shape("conv2d_backprop_input", "input_sizes", input_sizes, data_format)
+    dy = _to_nhwc(out_backprop, data_format)
+    geometry = _conv_shapes("conv2d_backprop_input", shape, filters.shape, dy.shape, strides, padding, data_format,
+                            dilations)
+    return _from_nhwc(backend(dy).conv2d_backward_input(dy, filters, shape, **geometry), data_format)
+
+
+@conv2d_backprop_input.gradient
+def _(grad, filters, out_backprop, out, input_sizes, strides, padding, data_format="NHWC", dilations=None):
+    config = {"strides": strides, "padding": padding, "data_format": data_format, "dilations": dilations}
+    return (conv2d_backprop_filter(grad, tuple(filters.shape), out_backprop, **config),
+            conv2d(grad, filters, **config))
+
+
+@op(inputs=("input", "out_backprop"))
+def conv2d_backprop_filter(input, filter_sizes, out_backprop, strides, padding, data_format="NHWC",
+                           dilations=None):
+    """The gradient of :func:`conv2d` w.r.t. its filters, of shape ``filter_sizes``. Same arguments as
+    :func:`conv2d`."""
+    _check_format("conv2d_backprop_filter", data_format)
+    _check_rank("conv2d_backprop_filter", "input", input.shape, 4, data_format)
+    _check_rank("conv2d_backprop_filter", "out_backprop", out_backprop.shape, 4, data_format)
+    x, dy = _to_nhwc(input, data_format), _to_nhwc(out_backprop, data_format)
+    filter_shape = _ints(filter_sizes, "conv2d_backprop_filter")
+    geometry = _conv_shapes("conv2d_backprop_filter", x.shape, filter_shape, dy.shape, strides, padding,
+                            data_format, dilations)
+    return backend(x).conv2d_backward_filter(x, dy, filter_shape, **geometry)
+
+
+@conv2d_backprop_filter.gradient
+def _(grad, input, out_backprop, out, filter_sizes, strides, padding, data_format="NHWC", dilations=None):
+    config = {"strides": strides, "padding": padding, "data_format": data_format, "dilations": dilations}
+    return (conv2d_backprop_input(tuple(input.shape), grad, out_backprop, **config),
+            conv2d(input, grad, **config))
+
+
+def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NHWC", dilations=None,
+                     name=None):
+    """Transposed 2-D convolution ("deconvolution"): the gradient of :func:`conv2d` w.r.t. its input.
+
+    Args:
+        input: tensor of shape ``(batch, height, width, in_channels)``.
+        filters: tensor of shape ``(KH, KW, out_channels, in_channels)`` (note the order: conv2d's filters for the
+            opposite direction).
+        output_shape: the 4 ints of the result's shape.
+        strides, padding, data_format, dilations: as in :func:`conv2d`, describing the forward convolution.
+
+    Example:
+
+    >>> import cuflow as tf
+    >>> tf.nn.conv2d_transpose(tf.ones((1, 3, 3, 8)), tf.ones((3, 3, 4, 8)), [1, 6, 6, 4], strides=2).shape
+    TensorShape([1, 6, 6, 4])
+    """
+    return conv2d_backprop_input(_ints(output_shape, "conv2d_transpose"), filters, input, strides=strides,
+                                 padding=padding, data_format=data_format, dilations=dilations)
+
+
+# --- 1-D forms: a length-1 height axis around the 2-D ops -----------------------------------------------------------
+def _lift_1d(op_name, input, data_format):
+    """(rank-4 input, 2-D data_format, axis of the new height): the 1-D input seen as an image of height 1."""
+    if data_format not in ("NWC", "NCW"):
+        raise errors.InvalidArgumentError(f"{op_name}: data_format must be 'NWC' or 'NCW', got {data_format!r}")
+    input = convert_to_tensor(input)
+    _check_rank(op_name, "input", input.shape, 3, data_format)
+    axis = 1 if data_format == "NWC" else 2
+    return expand_dims(input, axis), ("NHWC" if data_format == "NWC" else "NCHW"), axis
+
+
+def _lift_arg(value, axis):
+    """A 1-D stride/ksize/dilation/padding in TensorFlow's forms, as the 2-D one for a length-1 height axis."""
+    if value is None or isinstance(value, (str, bytes)):
+        return value
+    if isinstance(value, Tensor):
+        value = np.asarray(value).tolist()
+    if isinstance(value, (int, np.integer)):
+        return [1, int(value)]
+    value = list(value)
+    if len(value) == 1:
+        return [1, value[0]]
+    pad_row = isinstance(value[0], (list, tuple, np.ndarray))
+    return value[:axis] + [[0, 0] if pad_row else 1] + value[axis:]
+
+
+def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None, name=None):
+    """1-D convolution over ``input`` of shape ``(batch, width, in_channels)`` with ``filters`` of shape
+    ``(K, in_channels, out_channels)``; the other arguments as in :func:`conv2d`, with one spatial entry."""
+    lifted, fmt, axis = _lift_1d("conv1d", input, data_format)
+    filters = expand_dims(convert_to_tensor(filters), 0)
+    out = conv2d(lifted, filters, _lift_arg(stride, axis), _lift_arg(padding, axis), data_format=fmt,
+                 dilations=_lift_arg(dilations, axis))
+    return squeeze(out, axis)
+
+
+# --- pooling -------------------------------------------------------------------------------------------------------
+def _pool_geometry(op_name, in_shape, ksize, strides, padding, data_format):
+    window = _hw(op_name, "ksize", ksize, data_format)
+    geometry, out = _geometry(op_name, in_shape, window, strides, padding, data_format)
+    if builtins.any(p >= k for k, pair in zip(window, geometry["padding"]) for p in pair):
+        raise errors.InvalidArgumentError(f"{op_name}: padding {padding!r} must be smaller than the window "
+                                          f"{window} on each side, or some windows would hold only padding")
+    del geometry["dilations"]
+    geometry["ksize"] = window
+    return geometry, out
+
+
+def _pool(op_name, primitive, input, ksize, strides, padding, data_format):
+    _check_format(op_name, data_format)
+    _check_rank(op_name, "input", input.shape, 4, data_format)
+    x = _to_nhwc(input, data_format)
+    geometry, _ = _pool_geometry(op_name, x.shape, ksize, strides, padding, data_format)
+    return _from_nhwc(getattr(backend(x), primitive)(x, **geometry), data_format)
+
+
+@op(inputs=("input",))
+def max_pool2d(input, ksize, strides, padding, data_format="NHWC"):
+    """The maximum over each ``ksize`` window of ``input`` (padded cells never win).
+
+    Args:
+        input: tensor of shape ``(batch, height, width, channels)`` (``(batch, channels, height, width)`` for
+            'NCHW').
+        ksize, strides: an int or a list of 1, 2 or 4 ints.
+        padding: 'SAME', 'VALID' or an explicit list of 4 ``[before, after]`` pairs.
+        data_format: 'NHWC' or 'NCHW'.
+
+    The gradient goes to the first maximum of each window, as in TensorFlow.
+
+    Example:
+
+    >>> import cuflow as tf
+    >>> tf.nn.max_pool2d(tf.ones((1, 4, 4, 2)), ksize=2, strides=2, padding='VALID').shape
+    TensorShape([1, 2, 2, 2])
+    """
+    return _pool("max_pool2d", "max_pool2d", input, ksize, strides, padding, data_format)
+
+
+@max_pool2d.gradient
+def _(grad, input, out, ksize, strides, padding, data_format="NHWC"):
+    return _max_pool2d_grad(input, out, grad, ksize=ksize, strides=strides, padding=padding, data_format=data_format)
+
+
+@op(inputs=("input", "output", "grad"))
+def _max_pool2d_grad(input, output, grad, ksize, strides, padding, data_format="NHWC"):
+    x, y, g = (_to_nhwc(a, data_format) for a in (input, output, grad))
+    geometry, _ = _pool_geometry("max_pool2d", x.shape, ksize, strides, padding, data_format)
+    return _from_nhwc(backend(x).max_pool2d_backward(x, y, g, **geometry), data_format)
+
+
+@_max_pool2d_grad.gradient
+def _(gg, input, output, grad, out, ksize, strides, padding, data_format="NHWC"):
+    return None, None, _max_pool2d_select(input, gg, ksize=ksize, strides=strides, padding=padding,
+                                          data_format=data_format)
+
+
+@op(inputs=("input", "values"))
+def _max_pool2d_select(input, values, ksize, strides, padding, data_format="NHWC"):
+    """For each pooling window, the element of ``values`` where ``input`` has its first maximum: the adjoint of
+    max_pool2d's gradient, so the second derivative of max pooling."""
+    x, v = _to_nhwc(input, data_format), _to_nhwc(values, data_format)
+    geometry, (oh, ow) = _pool_geometry("max_pool2d", x.shape, ksize, strides, padding, data_format)
+    m = xp(x)
+    pads = ((0, 0),) + geometry["padding"] + ((0, 0),)
+    x = m.pad(x, pads, constant_values=-np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min)
+    v = m.pad(v, pads)
+    (sh, sw), (kh, kw) = geometry["strides"], geometry["ksize"]
+    best = picked = None
+    for i in builtins.range(kh):  # window cells in row-major order; strict '>' keeps the first maximum
+        for j in builtins.range(kw):
+            cell = (slice(None), slice(i, i + (oh - 1) * sh + 1, sh), slice(j, j + (ow - 1) * sw + 1, sw))
+            if best is None:
+                best, picked = x[cell], v[cell]
+                continue
+            better = x[cell] > best
+            best, picked = m.where(better, x[cell], best), m.where(better, v[cell], picked)
+    return _from_nhwc(m.ascontiguousarray(picked), data_format)
+
+
+@_max_pool2d_select.gradient
+def _(grad, input, values, out, ksize, strides, padding, data_format="NHWC"):
+    config = {"ksize": ksize, "strides": strides, "padding": padding, "data_format": data_format}
+    return None, _max_pool2d_grad(input, max_pool2d(input, **config), grad, **config)
+
+
+@op(inputs=("input",))
+def avg_pool2d(input, ksize, strides, padding, data_format="NHWC"):
+    """The mean over each ``ksize`` window of ``input``; with 'SAME' padding, padded cells are not counted.
+    Arguments as in :func:`max_pool2d`."""
+    return _pool("avg_pool2d", "avg_pool2d", input, ksize, strides, padding, data_format)
+
+
+@avg_pool2d.gradient
+def _(grad, input, out, ksize, strides, padding, data_format="NHWC"):
+    return _avg_pool2d_grad(grad, input_shape=tuple(input.shape), ksize=ksize, strides=strides, padding=padding,
+                            data_format=data_format)
+
+
+@op(inputs=("grad",))
+def _avg_pool2d_grad(grad, input_shape, ksize, strides, padding, data_format="NHWC"):
+    shape = _nhwc_shape("avg_pool2d", "input_shape", input_shape, data_format)
+    geometry, _ = _pool_geometry("avg_pool2d", shape, ksize, strides, padding, data_format)
+    g = _to_nhwc(grad, data_format)
+    return _from_nhwc(backend(g).avg_pool2d_backward(g, shape, **geometry), data_format)
+
+
+@_avg_pool2d_grad.gradient
+def _(gg, grad, out, input_shape, ksize, strides, padding, data_format="NHWC"):
+    # average pooling is linear, and its backward is its adjoint: the adjoint of that is average pooling again
+    return avg_pool2d(gg, ksize=ksize, strides=strides, padding=padding, data_format=data_format)
+
+
+def _pool1d(op_name, pool2d, input, ksize, strides, padding, data_format):
+    lifted, fmt, axis = _lift_1d(op_name, input, data_format)
+    out = pool2d(lifted, _lift_arg(ksize, axis), _lift_arg(strides, axis), _lift_arg(padding, axis), data_format=fmt)
+    return squeeze(out, axis)
+
+
+def max_pool1d(input, ksize, strides, padding, data_format="NWC", name=None):
+    """1-D max pooling over ``input`` of shape ``(batch, width, channels)``; arguments as in :func:`max_pool2d`."""
+    return _pool1d("max_pool1d", max_pool2d, input, ksize, strides, padding, data_format)
+
+
+def avg_pool1d(input, ksize, strides, padding, data_format="NWC", name=None):
+    """1-D average pooling over ``input`` of shape ``(batch, width, channels)``."""
+    return _pool1d("avg_pool1d", avg_pool2d, input, ksize, strides, padding, data_format)
+
+
+def _pool_nd(op_name, pool1d, pool2d, input, ksize, strides, padding, data_format):
+    input = convert_to_tensor(input)
+    if len(input.shape) == 3:
+        return pool1d(input, ksize, strides, padding, data_format=data_format or "NWC")
+    if len(input.shape) == 4:
+        return pool2d(input, ksize, strides, padding, data_format=data_format or "NHWC")
+    raise errors.InvalidArgumentError(f"{op_name}: input must have rank 3 (1-D pooling) or 4 (2-D pooling), got "
+                                      f"shape {tuple(input.shape)}")
+
+
+def max_pool(input, ksize, strides, padding, data_format=None, name=None):
+    """Max pooling of a rank-3 (1-D) or rank-4 (2-D) ``input``: see :func:`max_pool2d`."""
+    return _pool_nd("max_pool", max_pool1d, max_pool2d, input, ksize, strides, padding, data_format)
+
+
+def avg_pool(input, ksize, strides, padding, data_format=None, name=None):
+    """Average pooling of a rank-3 (1-D) or rank-4 (2-D) ``input``: see :func:`avg_pool2d`."""
+    return _pool_nd("avg_pool", avg_pool1d, avg_pool2d, input, ksize, strides, padding, data_format)
+
+
+# --- losses --------------------------------------------------------------------------------------------------------
+@op
+def softmax_cross_entropy_with_logits(labels, logits, axis=-1):
+    """``-reduce_sum(labels * log_softmax(logits), axis)``: cross entropy against a distribution per row.
+
+    Args:
+        labels: probabilities, same shape and dtype as ``logits`` (each row should sum to 1).
+        logits: unnormalized log-probabilities.
+        axis: the class axis.
+
+    Returns:
+        The loss per row: ``logits``'s shape without ``axis``.
+
+    Raises:
+        cuflow.errors.InvalidArgumentError: ``labels`` and ``logits`` have different shapes.
+    """
+    if labels.shape != logits.shape:
+        raise errors.InvalidArgumentError(
+            f"softmax_cross_entropy_with_logits: labels and logits must have the same shape, got labels "
+            f"{tuple(labels.shape)} and logits {tuple(logits.shape)}")
+    axis = _axis(axis, logits.ndim, "softmax_cross_entropy_with_logits")
+    return -(labels * _log_softmax_array(logits, axis)).sum(axis=axis)
+
+
+@softmax_cross_entropy_with_logits.gradient
+def _(grad, labels, logits, out, axis=-1):
+    g = expand_dims(grad, _axis(axis, len(logits.shape), "softmax_cross_entropy_with_logits"))
+    log_probs = log_softmax(logits, axis=axis)
+    # exact for any labels; it is TensorFlow's `softmax - labels` when each row of labels sums to 1
+    return -g * log_probs, g * (exp(log_probs) * reduce_sum(labels, axis=axis, keepdims=True) - labels)
+
+
+def _class_labels(labels, logits):
+    """The integer labels as an array on ``logits``'s device, checked against the shape and number of classes."""
+    name = "sparse_softmax_cross_entropy_with_logits"
+    idx = array_of(labels, like=logits)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{name}: labels must be integers, got dtype {idx.dtype}")
+    if logits.ndim < 1 or tuple(idx.shape) != tuple(logits.shape[:-1]):
+        raise errors.InvalidArgumentError(f"{name}: labels must have logits' shape without the class axis, got "
+                                          f"labels {tuple(idx.shape)} and logits {tuple(logits.shape)}")
+    classes = logits.shape[-1]
+    bad = (idx < 0) | (idx >= classes)
+    if idx.size and builtins.bool(bad.any()):
+        where_bad = tuple(int(i) for i in xp(idx).argwhere(bad)[0])
+        raise errors.InvalidArgumentError(f"{name}: label {int(idx[where_bad])} at index {list(where_bad)} is out "
+                                          f"of range [0, {classes}): logits have {classes} classes")
+    return idx
+
+
+@op(inputs=("logits",))
+def sparse_softmax_cross_entropy_with_logits(labels, logits):
+    """Cross entropy against integer class ``labels``: ``-log_softmax(logits)[..., labels]``.
+
+    Args:
+        labels: integers in ``[0, num_classes)``, shape ``logits.shape[:-1]``.
+        logits: shape ``(..., num_classes)``.
+
+    Raises:
+        cuflow.errors.InvalidArgumentError: a label is out of range, or the shapes do not fit.
+
+    Example:
+
+    >>> import cuflow as tf
+    >>> round(float(tf.nn.sparse_softmax_cross_entropy_with_logits([0], [[0.0, 0.0]])[0]), 4)
+    0.6931
+    """
+    idx = _class_labels(labels, logits)
+    log_probs = _log_softmax_array(logits, -1)
+    return -xp(logits).take_along_axis(log_probs, idx[..., None].astype(np.int64), axis=-1)[..., 0]
+
+
+@sparse_softmax_cross_entropy_with_logits.gradient
+def _(grad, logits, out, labels):
+    hot = one_hot(Tensor(array_of(labels, like=logits._data)), logits.shape[-1], dtype=logits.dtype)
+    return expand_dims(grad, -1) * (softmax(logits) - hot)
+
+
+@op(inputs=("labels", "logits"))
+def sigmoid_cross_entropy_with_logits(labels=None, logits=None):
+    """Elementwise binary cross entropy ``-labels log(sigmoid(logits)) - (1 - labels) log(1 - sigmoid(logits))``,
+    computed stably as ``max(x, 0) - x * z + log(1 + exp(-|x|))``.
+
+    Raises:
+        cuflow.errors.InvalidArgumentError: ``labels`` and ``logits`` have different shapes.
+    """
+    if labels is None or logits is None:
+        raise ValueError("sigmoid_cross_entropy_with_logits: both labels and logits must be given")
+    if labels.shape != logits.shape:
+        raise errors.InvalidArgumentError(
+            f"sigmoid_cross_entropy_with_logits: labels and logits must have the same shape, got labels "
+            f"{tuple(labels.shape)} and logits {tuple(logits.shape)}")
+    m = xp(logits)
+    return m.maximum(logits, logits.dtype.type(0)) - logits * labels + m.log1p(m.exp(-m.abs(logits)))
+
+
+@sigmoid_cross_entropy_with_logits.gradient
+def _(grad, labels, logits, out):
+    return -grad * logits, grad * (sigmoid(logits) - labels)
+
+
+@op
+def l2_loss(t):
+    """``sum(t ** 2) / 2``: half the squared L2 norm, a scalar."""
+    return (t * t).sum() * t.dtype.type(0.5)
+
+
+@l2_loss.gradient
+def _(grad, t, out):
+    return grad * t
+
+
+# --- normalization helpers -----------------------------------------------------------------------------------------
+def moments(x, axes, shift=None, keepdims=False, name=None):
+    """The mean and (population) variance of ``x`` over ``axes``: ``(mean, variance)``."""
+    mean = reduce_mean(x, axis=axes, keepdims=True)
+    variance = reduce_mean(squared_difference(x, mean), axis=axes, keepdims=True)
+    if not keepdims:
+        axes = _ints(axes, "moments")
+        mean, variance = squeeze(mean, axes), squeeze(variance, axes)
+    return mean, variance
+
+
+def l2_normalize(x, axis=None, epsilon=1e-12, name=None, dim=None):
+    """``x / sqrt(max(reduce_sum(x ** 2, axis), epsilon))``."""
+    x = convert_to_tensor(x)
+    square_sum = reduce_sum(square(x), axis=dim if axis is None else axis, keepdims=True)
+    return x * rsqrt(maximum(square_sum, epsilon))
+
+
+def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):
+    """``(x - mean) / sqrt(variance + variance_epsilon) * scale + offset`` (``offset``/``scale`` may be None)."""
+    inv = rsqrt(variance + variance_epsilon)
+    if scale is not None:
+        inv = inv * scale
+    shift = -mean * inv if offset is None else offset - mean * inv
+    return x * inv + shift
+
+
+def embedding_lookup(params, ids, max_norm=None, name=None):
+    """The rows of ``params`` at ``ids`` (``gather`` along axis 0)."""
+    if max_norm is not None:
+        raise NotImplementedError("embedding_lookup: max_norm is not supported yet")
+    return gather(params, ids)

@@ -1,0 +1,88 @@
+"""Helpers for testing cuflow code: finite-difference gradient checks and CPU/GPU parity.
+
+Example:
+
+>>> import cuflow as tf
+>>> from cuflow import testing
+>>> testing.check_gradients(lambda x: tf.reduce_sum(tf.sin(x) * x), [[0.5, -1.0, 2.0]])
+"""
+import numpy as np
+
+from .tensor import Tensor, constant
+from .tape import GradientTape
+from . import devices as _devices
+
+__all__ = ["numerical_gradients", "tape_gradients", "check_gradients", "assert_parity"]
+
+
+def _as_float64_inputs(inputs):
+    return [np.array(np.asarray(x), dtype=np.float64) for x in inputs]
+
+
+def numerical_gradients(fn, inputs, delta=1e-6):
+    """Central finite differences of ``sum(fn(*inputs))`` w.r.t. each input (float64 NumPy arrays)."""
+    values = _as_float64_inputs(inputs)
+    grads = []
+    for i, x in enumerate(values):
+        g = np.zeros_like(x)
+        flat, gflat = x.reshape(-1), g.reshape(-1)
+        for j in range(flat.size):
+            saved = flat[j]
+            flat[j] = saved + delta
+            up = _total(fn, values)
+            flat[j] = saved - delta
+            down = _total(fn, values)
+            flat[j] = saved
+            gflat[j] = (up - down) / (2 * delta)
+        grads.append(g)
+    return grads
+
+
+def _total(fn, values):
+    out = fn(*[constant(v) for v in values])
+    return float(np.sum(np.asarray(out, dtype=np.float64)))
+
+
+def tape_gradients(fn, inputs):
+    """Gradients of ``sum(fn(*inputs))`` from ``GradientTape`` (float64), as NumPy arrays (zeros when None)."""
+    tensors = [constant(v) for v in _as_float64_inputs(inputs)]
+    with GradientTape() as tape:
+        for t in tensors:
+            tape.watch(t)
+        out = fn(*tensors)
+    grads = tape.gradient(out, tensors)
+    return [np.zeros(t.shape) if g is None else np.asarray(g) for g, t in zip(grads, tensors)]
+
+
+def check_gradients(fn, inputs, rtol=1e-5, atol=1e-7, delta=1e-6):
+    """Asserts that the tape's gradients of ``fn`` match central finite differences in float64.
+
+    Raises:
+        AssertionError: naming the input and the largest difference.
+    """
+    numeric = numerical_gradients(fn, inputs, delta)
+    analytic = tape_gradients(fn, inputs)
+    for i, (n, a) in enumerate(zip(numeric, analytic)):
+        if n.shape != a.shape:
+            raise AssertionError(f"gradient of input {i}: shape {a.shape} from the tape, {n.shape} expected")
+        if not np.allclose(a, n, rtol=rtol, atol=atol):
+            worst = np.max(np.abs(a - n))
+            raise AssertionError(f"gradient of input {i} differs from finite differences by up to {worst:.3g}\n"
+                                 f"tape:    {a.ravel()[:8]}\nnumeric: {n.ravel()[:8]}")
+
+
+def assert_parity(fn, inputs, rtol=1e-5, atol=1e-6):
+    """Runs ``fn(*inputs)`` on the CPU and on the GPU and asserts the results agree; returns the largest
+    absolute difference. Raises :class:`cuflow.errors.UnavailableError` when no GPU is present."""
+    results = []
+    for name in ("/CPU:0", "/GPU:0"):
+        with _devices.device(name):
+            args = [constant(np.asarray(x)) for x in inputs]
+            out = fn(*args)
+        results.append([np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])])
+    worst = 0.0
+    for cpu, gpu in zip(*results):
+        np.testing.assert_allclose(gpu, cpu, rtol=rtol, atol=atol)
+        if cpu.size:
+            worst = max(worst, float(np.max(np.abs(gpu.astype(np.float64) - cpu.astype(np.float64)))))
+    return worst
