@@ -11,7 +11,7 @@ from .tensor import Tensor, Variable, TensorShape, constant, convert_to_tensor, 
 from .tape import GradientTape
 from . import ops
 from .ops import *  # noqa: F401,F403
-from . import config, nn, random, testing
+from . import config, math, nn, random, testing
 
 __version__ = "0.1.0"
 

@@ -166,28 +166,27 @@ class Tensor:
         if self._data.size != 1:
             raise ValueError(f"the truth value of a tensor with shape {tuple(self._data.shape)} is ambiguous; "
                              "use cuflow.reduce_any or cuflow.reduce_all")
-        return builtins.bool(self._data)
+        return builtins.bool(self._data.item())
 
     def __float__(self):
-        return float(self._data)
+        return float(self._data.item())
 
     def __int__(self):
-        return int(self._data)
+        return int(self._data.item())
 
     def __index__(self):
         if not self.dtype.is_integer or self._data.ndim:
             raise TypeError(f"only scalar integer tensors can be used as an index, got {self.dtype.name} "
                             f"shape {tuple(self._data.shape)}")
-        return int(self._data)
+        return int(self._data.item())
 
     __hash__ = None  # like tf.Tensor in TF2: == is elementwise; use .ref() as a dict key
 
     def __repr__(self):
-        value = np.array2string(np.asarray(self), separator=", ", threshold=50, prefix="    ")
-        return f"<cuflow.Tensor: shape={tuple(self._data.shape)}, dtype={self.dtype.name}, " \
-               f"device={_device.device_of(self._data).short}, numpy=\n{value}>" if "\n" in value else \
-               f"<cuflow.Tensor: shape={tuple(self._data.shape)}, dtype={self.dtype.name}, " \
-               f"device={_device.device_of(self._data).short}, numpy={value}>"
+        value = np.asarray(self)
+        text = np.array2string(value) if value.ndim == 0 else repr(value)
+        return (f"<cuflow.Tensor: shape={tuple(self._data.shape)}, dtype={self.dtype.name}, "
+                f"device={_device.device_of(self._data).short}, numpy={chr(10) if chr(10) in text else ''}{text}>")
 
     def __str__(self):
         return f"cuflow.Tensor({np.asarray(self)}, shape={tuple(self._data.shape)}, dtype={self.dtype.name})"
@@ -294,8 +293,9 @@ class Variable(Tensor):
     read_value = value
 
     def __repr__(self):
-        return f"<cuflow.Variable '{self.name}' shape={tuple(self._data.shape)} dtype={self.dtype.name}, " \
-               f"numpy={np.array2string(np.asarray(self), separator=', ', threshold=20)}>"
+        value = np.asarray(self)
+        text = np.array2string(value) if value.ndim == 0 else repr(value)
+        return f"<cuflow.Variable '{self.name}' shape={tuple(self._data.shape)} dtype={self.dtype.name}, numpy={text}>"
 
 
 def is_tensor(value):

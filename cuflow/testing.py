@@ -8,7 +8,7 @@ Example:
 """
 import numpy as np
 
-from .tensor import Tensor, constant
+from .tensor import constant
 from .tape import GradientTape
 from . import devices as _devices
 

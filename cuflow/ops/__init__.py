@@ -22,11 +22,14 @@ def _overload_operators():
         setattr(Tensor, f"__{name}__", fn)
         setattr(Tensor, f"__r{name}__", _reflected(fn))
     for name, fn in {"lt": math.less, "le": math.less_equal, "gt": math.greater, "ge": math.greater_equal,
-                     "eq": math.equal, "ne": math.not_equal, "and": math.logical_and, "or": math.logical_or,
-                     "xor": math.logical_xor}.items():
+                     "and": math.logical_and, "or": math.logical_or, "xor": math.logical_xor}.items():
         setattr(Tensor, f"__{name}__", fn)
+    # TF2: elementwise ==, except that comparing with None is plain False/True
+    Tensor.__eq__ = lambda self, other: False if other is None else math.equal(self, other)
+    Tensor.__ne__ = lambda self, other: True if other is None else math.not_equal(self, other)
     Tensor.__rand__ = _reflected(math.logical_and)
     Tensor.__ror__ = _reflected(math.logical_or)
+    Tensor.__rxor__ = _reflected(math.logical_xor)
     Tensor.__neg__ = math.negative
     Tensor.__pos__ = lambda self: self
     Tensor.__abs__ = math.abs

@@ -286,6 +286,8 @@ def _(gg, grad, out, indices, params_shape, axis):
 @op(inputs=("params",))
 def gather_nd(params, indices, batch_dims=0):
     """Gathers slices of ``params`` at the index tuples in the last axis of ``indices``."""
+    if batch_dims:
+        raise NotImplementedError("gather_nd: batch_dims != 0 is not supported yet")
     idx = _indices(indices, params, "gather_nd")
     _check_nd_indices("gather_nd", idx, tuple(params.shape))
     return params[tuple(idx[..., i] for i in builtins.range(idx.shape[-1]))]

@@ -188,7 +188,8 @@ class Op:
                 data = None
             elif type(value) in _SCALARS and self.same_dtype:
                 _check_scalar(self.name, self._input_name(index), value, ref.dtype)
-                data = value
+                # a whole float meeting an integer tensor becomes an int, as TF converts 2.0 to int32
+                data = int(value) if type(value) is float and not ref.dtype.is_floating else value
             else:
                 if isinstance(value, (str, bytes)) and ref.dtype != dtypes.string:
                     raise TypeError(f"{self.name}: {self._input_name(index)} is the string {value!r}, which cannot "

@@ -8,12 +8,9 @@ import cuflow as tf
 from cuflow import errors, testing
 from cuflow.ops import array as array_ops
 
-FLOATS = [np.float64, np.float32]
+from .test_math import FLOATS, _gradient_of, _grads, _raises, _rand
+
 X = np.arange(24, dtype=np.float64).reshape(2, 3, 4) / 7 - 1.5  # distinct values: every index shows up
-
-
-def _rand(shape, dtype=np.float64, low=-2.0, high=2.0, seed=0):
-    return np.random.default_rng(seed).uniform(low, high, size=shape).astype(dtype)
 
 
 def _assert_same(tensor, expected, dtype=None):
@@ -27,16 +24,7 @@ def _assert_same(tensor, expected, dtype=None):
 
 
 def _on_device(tensor, device):
-    assert tensor.device.endswith(device.lstrip("/").replace("CPU", "device:CPU").replace("GPU", "device:GPU"))
-
-
-def _grads(fn, *inputs):
-    """The tape's gradients of ``sum(fn(*inputs))`` for float64 ``inputs`` on the current device, as NumPy."""
-    tensors = [tf.constant(np.asarray(x, np.float64)) for x in inputs]
-    with tf.GradientTape() as tape:
-        tape.watch(tensors)
-        y = fn(*tensors)
-    return [None if g is None else np.asarray(g) for g in tape.gradient(y, tensors)]
+    assert tensor.device.endswith(device.replace("/", "device:")), (tensor.device, device)
 
 
 def _weights(shape, seed=99):
@@ -354,16 +342,6 @@ def test_shape_size_rank_identity_stop_gradient(device):
 
 
 # --- second derivatives ---------------------------------------------------------------------------------------------
-def _gradient_of(fn):
-    """x -> the inner tape's gradient of ``sum(fn(x))``; check_gradients' own tape then differentiates it again."""
-    def gradient(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = fn(x)
-        return tape.gradient(y, x)
-    return gradient
-
-
 SECOND = {
     "getitem slices": lambda t: t[::-1, 1:] ** 3,
     "getitem repeated ints": lambda t: t[[0, 0, 1]] ** 3,
@@ -402,15 +380,6 @@ def test_second_derivative_of_getitem_is_analytic():
 
 
 # --- bad input ------------------------------------------------------------------------------------------------------
-def _raises(exc, fn, *words):
-    """``fn()`` raises ``exc`` with every one of ``words`` in its message."""
-    with pytest.raises(exc) as info:
-        fn()
-    for word in words:
-        assert word in str(info.value), f"{word!r} not in {str(info.value)!r}"
-    return info.value
-
-
 BAD = [
     ("reshape size", lambda t: tf.reshape(t, [4]), errors.InvalidArgumentError, ["reshape", "6", "(2, 3)", "[4]"]),
     ("reshape two -1", lambda t: tf.reshape(t, [-1, -1]), errors.InvalidArgumentError, ["reshape", "[-1, -1]"]),
@@ -451,6 +420,8 @@ BAD = [
     ("gather float indices", lambda t: tf.gather(t, [0.0]), TypeError, ["gather", "integer", "float"]),
     ("gather_nd range", lambda t: tf.gather_nd(t, [[1, 3]]), errors.InvalidArgumentError, ["gather_nd", "(2, 3)"]),
     ("gather_nd depth", lambda t: tf.gather_nd(t, [[0, 0, 0]]), errors.InvalidArgumentError, ["gather_nd", "depth 3"]),
+    ("gather_nd batch_dims", lambda t: tf.gather_nd(t, [[0]], batch_dims=1), NotImplementedError,
+     ["gather_nd", "batch_dims"]),
     ("scatter_nd range", lambda t: tf.scatter_nd([[5]], tf.ones(1), [4]), errors.InvalidArgumentError,
      ["scatter_nd", "(4,)"]),
     ("getitem range", lambda t: t[2], IndexError, ["2", "(2, 3)"]),

@@ -9,6 +9,7 @@ import pytest
 import cuflow as tf
 import cuflow.nn  # noqa: F401 - makes tf.nn available until cuflow/__init__.py imports it
 from cuflow import errors, testing
+from cuflow.ops import conv as conv_ops
 from cuflow.ops import nn as nn_ops
 from cuflow.ops import random as random_ops
 
@@ -524,12 +525,12 @@ def test_max_pool_gradient_goes_to_the_first_maximum_and_its_adjoint_agrees():
     # the second-order helper picks the same cells: <select(x, v), g> == <v, max_pool_grad(x, out, g)>
     v, g = _rand(x.shape, seed=1), _rand((1, 2, 2, 1), seed=2)
     config = dict(ksize=2, strides=1, padding="VALID")
-    picked = nn_ops._max_pool2d_select(t, tf.constant(v), **config)
-    spread = nn_ops._max_pool2d_grad(t, y, tf.constant(g), **config)
+    picked = conv_ops._max_pool2d_select(t, tf.constant(v), **config)
+    spread = conv_ops._max_pool2d_grad(t, y, tf.constant(g), **config)
     np.testing.assert_allclose((np.asarray(picked) * g).sum(), (v * np.asarray(spread)).sum(), rtol=1e-12)
     # and its own gradient (what a third derivative of max pooling uses)
     smooth = tf.constant(_rand((1, 4, 5, 2), seed=3))
-    select = lambda values: tf.square(nn_ops._max_pool2d_select(smooth, values, 3, 2, "SAME"))  # noqa: E731
+    select = lambda values: tf.square(conv_ops._max_pool2d_select(smooth, values, 3, 2, "SAME"))  # noqa: E731
     testing.check_gradients(select, [_rand((1, 4, 5, 2), seed=4)])
 
 
