@@ -88,12 +88,16 @@ class Op:
         arrays = self._same_place_arrays(inputs)
         if arrays is None:
             inputs, arrays = self._convert(tuple(inputs))
-        if self.variadic:
-            result = self.forward(arrays, **attrs)
-        elif self._leading_inputs:
-            result = self.forward(*arrays, **attrs)
-        else:  # inputs are not the first parameters (where(condition, x, y)): pass them by name
-            result = self.forward(**dict(zip(self.input_names, arrays)), **attrs)
+        try:
+            if self.variadic:
+                result = self.forward(arrays, **attrs)
+            elif self._leading_inputs:
+                result = self.forward(*arrays, **attrs)
+            else:  # inputs are not the first parameters (where(condition, x, y)): pass them by name
+                result = self.forward(**dict(zip(self.input_names, arrays)), **attrs)
+        except ValueError as error:  # costs nothing unless raised
+            self._explain_broadcast(error, arrays)
+            raise
         if self.n_outputs == 1:
             if type(result) is not np.ndarray and isinstance(result, np.generic):
                 result = np.asarray(result)  # NumPy reductions return scalars; a Tensor always holds an array
@@ -103,6 +107,17 @@ class Op:
         if _tape.active:
             _tape.record(self, inputs, outputs, attrs)
         return outputs
+
+    def _explain_broadcast(self, error, arrays):
+        """NumPy's and CuPy's broadcasting errors name neither the op nor the inputs: say both."""
+        if isinstance(error, errors.OpError) or self.variadic or not self.same_dtype or len(arrays) < 2:
+            return
+        shapes = [shape_of(a) for a in arrays]
+        try:
+            np.broadcast_shapes(*shapes)
+        except ValueError:
+            described = ", ".join(f"{name} with shape {shape}" for name, shape in zip(self.input_names, shapes))
+            raise errors.InvalidArgumentError(f"{self.name}: {described} do not broadcast") from None
 
     def _bind(self, args, kwargs):
         kwargs.pop("name", None)

@@ -3,8 +3,6 @@
 Each op's forward works on raw arrays through ``xp`` (NumPy or CuPy) or a primitive from ``kernels``; its gradient
 sits right below it and is written with cuflow ops, so gradients of gradients work.
 """
-import functools
-import inspect
 
 import numpy as np
 
@@ -38,25 +36,6 @@ def unbroadcast(grad, shape):
     return reshape(grad, shape)
 
 
-def _broadcasting(forward, name=None):
-    """Wraps a binary forward so that shapes which do not broadcast raise an error naming the op and both shapes
-    (NumPy's and CuPy's own messages name neither); a successful call pays one Python call."""
-    name = name or forward.__name__
-
-    @functools.wraps(forward)
-    def checked(x, y):
-        try:
-            return forward(x, y)
-        except ValueError:
-            try:
-                np.broadcast_shapes(shape_of(x), shape_of(y))
-            except ValueError:
-                raise errors.InvalidArgumentError(f"{name}: x with shape {shape_of(x)} and y with shape "
-                                                  f"{shape_of(y)} do not broadcast") from None
-            raise
-    return checked
-
-
 def _binary_grads(x, y, gx, gy):
     return (None if gx is None else unbroadcast(gx, shape_of(x)),
             None if gy is None else unbroadcast(gy, shape_of(y)))
@@ -64,7 +43,6 @@ def _binary_grads(x, y, gx, gy):
 
 # --- arithmetic ---------------------------------------------------------------------------------------------------
 @op
-@_broadcasting
 def add(x, y):
     """``x + y`` elementwise, with broadcasting."""
     return xp(x, y).add(x, y)
@@ -76,7 +54,6 @@ def _(grad, x, y, out):
 
 
 @op
-@_broadcasting
 def subtract(x, y):
     """``x - y`` elementwise, with broadcasting."""
     return xp(x, y).subtract(x, y)
@@ -88,7 +65,6 @@ def _(grad, x, y, out):
 
 
 @op
-@_broadcasting
 def multiply(x, y):
     """``x * y`` elementwise, with broadcasting."""
     return xp(x, y).multiply(x, y)
@@ -100,7 +76,6 @@ def _(grad, x, y, out):
 
 
 @op
-@_broadcasting
 def divide(x, y):
     """``x / y`` elementwise. Integer inputs give float64, as in TensorFlow's ``truediv``."""
     return xp(x, y).true_divide(x, y)
@@ -115,7 +90,6 @@ truediv = divide
 
 
 @op
-@_broadcasting
 def floordiv(x, y):
     """``x // y`` elementwise (no gradient, like TensorFlow)."""
     return xp(x, y).floor_divide(x, y)
@@ -127,7 +101,6 @@ def _(grad, x, y, out):
 
 
 @op
-@_broadcasting
 def floormod(x, y):
     """``x % y`` elementwise, with the sign of ``y`` (Python semantics)."""
     return xp(x, y).mod(x, y)
@@ -142,7 +115,6 @@ mod = floormod
 
 
 @op
-@_broadcasting
 def pow(x, y):  # noqa: A001 - TensorFlow's name
     """``x ** y`` elementwise."""
     return xp(x, y).power(x, y)
@@ -289,7 +261,6 @@ def _(grad, x, out):
 
 
 @op
-@_broadcasting
 def squared_difference(x, y):
     """``(x - y) ** 2`` elementwise."""
     return xp(x, y).square(x - y)
@@ -368,7 +339,6 @@ def _select_grad(grad, take_x, x, y):
 
 
 @op
-@_broadcasting
 def maximum(x, y):
     """Elementwise maximum (ties send the gradient to ``x``)."""
     return xp(x, y).maximum(x, y)
@@ -380,7 +350,6 @@ def _(grad, x, y, out):
 
 
 @op
-@_broadcasting
 def minimum(x, y):
     """Elementwise minimum (ties send the gradient to ``x``)."""
     return xp(x, y).minimum(x, y)
@@ -406,8 +375,6 @@ def add_n(inputs, name=None):
 
 # --- comparisons and logic (no gradient) --------------------------------------------------------------------------
 def _predicate(name, fn, same_dtype=True):
-    if len(inspect.signature(fn).parameters) == 2:
-        fn = _broadcasting(fn, name)
     declared = op(fn, name=name, same_dtype=same_dtype)
     declared.gradient(lambda grad, *args, **attrs: (None,) * (len(args) - 1))
     return declared

@@ -95,7 +95,7 @@ extern "C" __global__ void shift_left_early_return(const float* in, float* out, 
 
 // Number of threads of the block whose value is positive, via __syncthreads_count.
 extern "C" __global__ void count_positive(const float* in, int* out) {
-    const int c = __syncthreads_count(in[threadIdx.x] > 0.0f);
+    const int c = __syncthreads_count(in[blockIdx.x * blockDim.x + threadIdx.x] > 0.0f);
     if (threadIdx.x == 0) out[blockIdx.x] = c;
 }
 
@@ -121,6 +121,10 @@ __device__ float half_of(float x) {
 
 extern "C" __global__ void halve(float* x) { x[threadIdx.x] = half_of(x[threadIdx.x]); }
 
+__constant__ float scale[4];
+
+extern "C" __global__ void apply_scale(float* x) { x[threadIdx.x] *= scale[threadIdx.x % 4]; }
+
 extern "C" __global__ void hello(int tag) {
     if (threadIdx.x == 1) printf("hello %d from block %d thread %d\n", tag, blockIdx.x, threadIdx.x);
 }
@@ -134,14 +138,18 @@ extern "C" __global__ void __launch_bounds__(64) shared_forms(int* out) {
     __shared__
         int spread_over_lines
             [64];
+    __shared__ float first_half[32], second_half[32];  // not rewritten: the __shared__ macro's static fallback
     const int t = threadIdx.x;
     aligned[t] = float(t);
     pairs[t / 8][t % 8] = make_int2(t, 7);
     spread_over_lines[t] = 10 * t;
+    const bool fresh = t >= 32 || (isnan(first_half[t]) && isnan(second_half[t]));  // NaN-filled in every block
+    __syncthreads();
+    if (t < 32) first_half[t] = second_half[t] = 1.0f;
     if (t == 0) { flag = 1; total = 0.0; }
     __syncthreads();
     if (t == 0) for (int i = 0; i < 64; ++i) total += aligned[i];
     __syncthreads();
-    const bool ok = flag == 1 && total == 2016.0 && ((uintptr_t)aligned % 16) == 0 && sizeof(pairs) == 512;
+    const bool ok = fresh && flag == 1 && total == 2016.0 && ((uintptr_t)aligned % 16) == 0 && sizeof(pairs) == 512;
     out[t] = ok ? spread_over_lines[t] + pairs[t / 8][t % 8].y : -1;
 }

@@ -1,4 +1,6 @@
 """Correct CUDA kernels (kernels.cu) give NumPy's answers on the mock GPU, in every thread order."""
+import ctypes
+
 import numpy as np
 import pytest
 
@@ -125,6 +127,16 @@ def test_shared_declaration_forms(kernels):
     out = np.zeros(64, np.int32)
     kernels.get_function("shared_forms")((2,), (64,), (out,))
     np.testing.assert_array_equal(out, 10 * np.arange(64) + 7)
+
+
+def test_constant_memory_is_reached_through_get_global(kernels):
+    scale = np.ctypeslib.as_array((ctypes.c_float * 4).from_address(kernels.get_global("scale")))
+    scale[:] = [1, 2, 3, 4]
+    x = np.ones(8, np.float32)
+    kernels.get_function("apply_scale")((1,), (8,), (x,))
+    np.testing.assert_array_equal(x, [1, 2, 3, 4, 1, 2, 3, 4])
+    with pytest.raises(KeyError, match="no __constant__ variable 'missing'"):
+        kernels.get_global("missing")
 
 
 def test_sgemm_256_cubed(kernels):

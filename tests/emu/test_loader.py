@@ -12,7 +12,7 @@ def test_shared_declarations_are_rewritten_on_the_same_lines():
     source = ("__global__ void k(float* out) {\n"
               "    __shared__ float tile[16][17];  // __shared__ in a comment stays\n"
               "    extern __shared__ __align__(16) unsigned char raw[];\n"
-              "    volatile __shared__ int flag;\n"
+              "    volatile __shared__ int flag; __shared__ Pair<float, int> pair; __shared__ int a[2], b[2];\n"
               '    const char* s = "__shared__ float not_code[4];";\n'
               "    __shared__\n        T staged\n        [N * 2];\n"
               "}\n")
@@ -23,6 +23,8 @@ def test_shared_declarations_are_rewritten_on_the_same_lines():
     assert "// __shared__ in a comment stays" in lines[1]
     assert "unsigned char* const raw = reinterpret_cast<unsigned char*>(::cuemu::dyn_shared_buffer);" in lines[2]
     assert "static ::cuemu::Shared<volatile int> cuemu_shared_flag;" in lines[3]
+    assert "static ::cuemu::Shared<Pair<float, int>> cuemu_shared_pair;" in lines[3]
+    assert "__shared__ int a[2], b[2];" in lines[3]  # several declarators: left to the __shared__ macro
     assert '"__shared__ float not_code[4];"' in lines[4]
     assert "static ::cuemu::Shared<T[N*2]> cuemu_shared_staged;" in lines[5]
 
@@ -35,8 +37,12 @@ def test_kernel_discovery_skips_templates_and_comments():
         __global__ void tiled(float* x) {}
         __global__ void other(int n);
         __global__ void other(int n) {}
+        extern "C" { __global__ void in_extern_block(int n) { if (n) {} } }
+        namespace ns { __global__ void in_namespace(int n) {} }
+        struct S { static void f(); };
+        __global__ void after_all(const char* s = "{") {}
     """
-    assert loader._find_kernels(source) == ["plain", "other"]
+    assert loader._find_kernels(source) == ["plain", "other", "in_extern_block", "after_all"]
 
 
 def test_compile_errors_name_the_source_file_and_line():

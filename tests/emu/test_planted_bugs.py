@@ -4,6 +4,8 @@ by assert/__trap, by memcheck (AddressSanitizer) and by racecheck (ThreadSanitiz
 Bugs that end the process (sanitizer reports, assert, __trap) run in a subprocess; the others raise or give wrong
 values, so they run here.
 """
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -105,8 +107,8 @@ MEMCHECK_CASES = {
 @pytest.mark.parametrize("case", list(MEMCHECK_CASES))
 def test_memcheck_catches_out_of_bounds_access(run_script, case):
     name, launches, report, thread = MEMCHECK_CASES[case]
-    result = run_script(f"kernel = planted.get_function({name!r})\n" + launches.strip() + "\nprint('not caught')",
-                         sanitizer="memcheck")
+    code = f"kernel = planted.get_function({name!r})\n" + textwrap.dedent(launches) + "print('not caught')"
+    result = run_script(code, sanitizer="memcheck")
     assert result.returncode != 0
     assert "clean launch ok" in result.stdout and "not caught" not in result.stdout
     assert f"ERROR: AddressSanitizer: {report}" in result.stderr

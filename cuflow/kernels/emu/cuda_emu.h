@@ -32,12 +32,16 @@
 //   heap blocks; the dynamic buffer is poisoned past the launch's requested size. Fiber switches are announced
 //   with __sanitizer_start/finish_switch_fiber so ASan knows which stack is live.
 // - racecheck = ThreadSanitizer. Every fiber is a TSan fiber, switched with "no sync", so TSan sees the
-//   threads of a block as concurrent. Barriers are modelled with one sync object per launch: a thread releases
-//   it when it arrives at `__syncthreads` (or returns) and acquires it when the barrier lets it go. An access is
-//   thus ordered after everything before the previous barrier and unordered with the other threads' accesses in
-//   the same phase: exactly the accesses a missing `__syncthreads` leaves racing. `__syncwarp` does the same
-//   per warp; shuffles and ballots give no ordering (as on the GPU). Blocks are ordered one after another
-//   (like compute-sanitizer's racecheck, only intra-block hazards are reported).
+//   threads of a block as concurrent. Barrier phases are made explicit with sync objects: a thread arriving at
+//   the barrier that ends phase k (or returning during phase k) releases object k % 2, and acquires it when the
+//   barrier lets it go. An access is thus ordered after everything before the previous barrier and unordered
+//   with the other threads' accesses in the same phase: exactly the accesses a missing `__syncthreads` leaves
+//   racing. Two alternating objects, not one, because fibers leave a barrier lazily: thread 0 may already have
+//   arrived at barrier k+1 when thread 1 leaves barrier k, and thread 1 must not acquire thread 0's phase k+1.
+//   Fibers start by acquiring a block-start object that only the scheduler releases (after the host's writes
+//   and the previous block). `__syncwarp` does the same per warp; shuffles and ballots give no ordering (as on
+//   the GPU). Blocks are ordered one after another (like compute-sanitizer's racecheck, only hazards within a
+//   block are reported).
 //   Emulator internals are compiled without sanitizer instrumentation (CUEMU_INTERNAL) so that their own
 //   bookkeeping, shared by all fibers, never shows up in a report.
 //
@@ -108,7 +112,7 @@
 #define __global__ __attribute__((noinline))
 #define __device__
 #define __host__
-#define __constant__
+#define __constant__ __attribute__((visibility("default")))  // found by Module.get_global
 #define __managed__
 #define __grid_constant__
 #define __forceinline__ inline __attribute__((always_inline))
@@ -464,8 +468,10 @@ struct State {
     size_t asan_sched_size;
     bool asan_from_sched;       // the last switch came from the scheduler (so ASan reported its stack)
     void* tsan_sched;
-    char tsan_sync;             // its address is the barrier's sync object
-    char tsan_warp_sync[kMaxThreads / 32];
+    char tsan_block_start;      // the addresses of these are TSan sync objects (see the top of this file)
+    char tsan_phase[2];
+    char tsan_warp[kMaxThreads / 32][2];
+    unsigned warp_phase[kMaxThreads / 32];
 };
 static State g;
 static Fiber fibers[kMaxThreads];
@@ -482,7 +488,7 @@ static const char* const kOrderNames[] = {"rotate", "forward", "reverse", "rando
 CUEMU_INTERNAL static const char* where(const Fiber* f) {
     static char buf[320];
     snprintf(buf, sizeof buf, "kernel '%s', block (%u,%u,%u) thread (%u,%u,%u) [grid (%u,%u,%u), block (%u,%u,%u), %s order]",
-             g.kernel, g.block_idx.x, g.block_idx.y, g.block_idx.z, f ? f->tid.x : 0, f ? f->tid.y : 0,
+             g.kernel ? g.kernel : "?", g.block_idx.x, g.block_idx.y, g.block_idx.z, f ? f->tid.x : 0, f ? f->tid.y : 0,
              f ? f->tid.z : 0, g.grid.x, g.grid.y, g.grid.z, g.block.x, g.block.y, g.block.z,
              kOrderNames[g.order_now]);
     return buf;
@@ -577,7 +583,7 @@ static void complete_warp(unsigned w);
 CUEMU_INTERNAL static void thread_exit() {
     Fiber* f = g.cur;
 #ifdef CUEMU_TSAN
-    __tsan_release(&g.tsan_sync);
+    __tsan_release(&g.tsan_phase[g.phase % 2]);
 #endif
     f->state = Wait::Done;
     ++g.n_done;
@@ -593,7 +599,7 @@ CUEMU_INTERNAL static void thread_exit() {
 [[noreturn]] CUEMU_INTERNAL static void fiber_entry() {
     asan_arrived(nullptr);
 #ifdef CUEMU_TSAN
-    __tsan_acquire(&g.tsan_sync);
+    __tsan_acquire(&g.tsan_block_start);
 #endif
     g.invoke(g.fn, g.args);
     thread_exit();
@@ -612,9 +618,9 @@ CUEMU_INTERNAL static bool prepare_fiber(Fiber* f) {
         f->tsan_fiber = __tsan_create_fiber(0);
 #endif
     }
-    // Stack tops are staggered across a page: all at the same page offset, the hot top frames of hundreds of
-    // fibers would fight over the same few cache sets (4x slower). `ret` pops fiber_entry from a 16-byte
-    // aligned slot, so fiber_entry starts with rsp % 16 == 8, as if called.
+    // Stack tops are staggered across a page so that the hot top frames of hundreds of fibers do not all map
+    // to the same few cache sets. `ret` pops fiber_entry from a 16-byte aligned slot, so fiber_entry starts
+    // with rsp % 16 == 8, as if called.
     const uintptr_t top = reinterpret_cast<uintptr_t>(f->stack + CUEMU_STACK_SIZE) - (f->linear * 320u) % 4096u;
     void** sp = reinterpret_cast<void**>(top & ~uintptr_t(15));
     *--sp = nullptr;                                   // fiber_entry's return address: none (ends backtraces)
@@ -632,7 +638,7 @@ CUEMU_INTERNAL static bool prepare_fiber(Fiber* f) {
 CUEMU_INTERNAL static unsigned long long block_barrier(int op, int pred, const char* what, const char* file, int line) {
     Fiber* f = g.cur;
 #ifdef CUEMU_TSAN
-    __tsan_release(&g.tsan_sync);
+    __tsan_release(&g.tsan_phase[g.phase % 2]);
 #endif
     f->state = Wait::Block;
     f->op = op;
@@ -650,7 +656,7 @@ CUEMU_INTERNAL static unsigned long long block_barrier(int op, int pred, const c
     g.bar_count += pred != 0;
     yield(false);
 #ifdef CUEMU_TSAN
-    __tsan_acquire(&g.tsan_sync);
+    __tsan_acquire(&g.tsan_phase[(g.phase - 1) % 2]);  // the release that let us go incremented g.phase
 #endif
     return f->xout;
 }
@@ -711,6 +717,7 @@ CUEMU_INTERNAL static void complete_warp(unsigned w) {
         }
         if (f->state == Wait::Warp) f->state = Wait::Ready;
     }
+    if (grp.op == kSyncwarp) ++g.warp_phase[w];
     grp.op = kNone;
     grp.arrived = 0;
 }
@@ -744,7 +751,7 @@ CUEMU_INTERNAL static unsigned long long warp_op(int op, unsigned mask, unsigned
         fail_in_fiber();
     }
 #ifdef CUEMU_TSAN
-    if (op == kSyncwarp) __tsan_release(&g.tsan_warp_sync[w]);
+    if (op == kSyncwarp) __tsan_release(&g.tsan_warp[w][g.warp_phase[w] % 2]);
 #endif
     f->xin = value;
     f->xarg = arg;
@@ -761,7 +768,7 @@ CUEMU_INTERNAL static unsigned long long warp_op(int op, unsigned mask, unsigned
         yield(false);
     }
 #ifdef CUEMU_TSAN
-    if (op == kSyncwarp) __tsan_acquire(&g.tsan_warp_sync[w]);
+    if (op == kSyncwarp) __tsan_acquire(&g.tsan_warp[w][(g.warp_phase[w] - 1) % 2]);
 #endif
     return f->xout;
 }
@@ -849,6 +856,7 @@ CUEMU_INTERNAL static bool run_block(unsigned block_linear) {
         const unsigned lanes = n - w * 32 < 32 ? n - w * 32 : 32;
         g.live[w] = lanes == 32 ? kFullMask : (1u << lanes) - 1;
         g.warp[w] = WarpGroup{kNone, 0, 0, 32};
+        g.warp_phase[w] = 0;
     }
     for (unsigned i = 0; i < n; ++i) {
         Fiber* f = &fibers[i];
@@ -869,6 +877,12 @@ CUEMU_INTERNAL static bool run_block(unsigned block_linear) {
     for (unsigned i = 0; i < g.n_shared; ++i) fill_ff(g.shared[i].ptr, g.shared[i].size);
     if (__stop_cuemu_shared != __start_cuemu_shared) fill_ff(__start_cuemu_shared, __stop_cuemu_shared - __start_cuemu_shared);
     fill_ff(dyn_shared_buffer, g.dyn_shared);
+#ifdef CUEMU_TSAN
+    // The host's writes and the previous blocks happen before this block; its threads start from here.
+    __tsan_acquire(&g.tsan_phase[0]);
+    __tsan_acquire(&g.tsan_phase[1]);
+    __tsan_release(&g.tsan_block_start);
+#endif
     // One pass resumes every runnable fiber once, in order; fibers hand over to each other (see yield).
     for (;;) {
         g.ran = false;
@@ -876,7 +890,13 @@ CUEMU_INTERNAL static bool run_block(unsigned block_linear) {
         }
         if (g.pos < n) switch_to(&fibers[order[g.pos]]);
         if (g.failed) return false;
-        if (g.n_done == n) return true;
+        if (g.n_done == n) {
+#ifdef CUEMU_TSAN
+            __tsan_acquire(&g.tsan_phase[0]);  // the block's writes happen before what the host does next
+            __tsan_acquire(&g.tsan_phase[1]);
+#endif
+            return true;
+        }
         if (!g.ran && !release_block_barrier()) return false;
     }
 }
@@ -898,7 +918,7 @@ CUEMU_INTERNAL static void reset_fibers() {
 
 #ifdef CUEMU_ASAN
 CUEMU_INTERNAL static void asan_report(const char*) {
-    fprintf(stderr, "cuflow mock GPU (memcheck): the access above was made by %s\n", where(g.cur));
+    if (g.cur) fprintf(stderr, "cuflow mock GPU (memcheck): the access above was made by %s\n", where(g.cur));
 }
 #endif
 
@@ -940,7 +960,6 @@ CUEMU_INTERNAL static int run_grid(const unsigned* grid, const unsigned* block, 
 #endif
 #ifdef CUEMU_TSAN
     g.tsan_sched = __tsan_get_current_fiber();
-    __tsan_release(&g.tsan_sync);  // the host's writes happen before the kernel
 #endif
     bool ok = true;
     for (unsigned z = 0; z < grid[2] && ok; ++z)
@@ -949,9 +968,7 @@ CUEMU_INTERNAL static int run_grid(const unsigned* grid, const unsigned* block, 
                 g.block_idx = {x, y, z};
                 ok = run_block(x + grid[0] * (y + grid[1] * z));
             }
-#ifdef CUEMU_TSAN
-    __tsan_acquire(&g.tsan_sync);  // and the kernel's writes before the host reads the results
-#endif
+
     g.cur = nullptr;
     fflush(stdout);  // printf from kernels shows at the end of the launch, as after a GPU sync
     if (!ok) reset_fibers();

@@ -23,11 +23,11 @@ import numpy as np
 
 HEADER = Path(__file__).with_name("cuda_emu.h")
 MIN_COMPILERS = {"g++": 10, "clang++": 12}
-BASE_FLAGS = ("-std=c++20", "-O2", "-fPIC", "-shared", "-pthread", "-fvisibility=hidden", "-Wl,-z,defs")
+BASE_FLAGS = ("-std=c++20", "-O2", "-g", "-fPIC", "-shared", "-pthread", "-fvisibility=hidden", "-Wl,-z,defs")
 SANITIZER_FLAGS = {
     None: (),
-    "memcheck": ("-fsanitize=address", "-fno-omit-frame-pointer", "-g"),
-    "racecheck": ("-fsanitize=thread", "-g"),
+    "memcheck": ("-fsanitize=address", "-fno-omit-frame-pointer"),
+    "racecheck": ("-fsanitize=thread",),
 }
 # Which runtime a sanitized module needs preloaded, and a symbol that shows it is there.
 _RUNTIMES = {
@@ -124,7 +124,7 @@ _SHARED = re.compile(
     _SKIP
     + r"|(?P<extern>\bextern\s+__shared__\s+(?P<etype>[^;]*?)\s*\b(?P<ename>[A-Za-z_]\w*)\s*\[\s*\]\s*;)"
     + r"|(?P<shared>(?:\bstatic\s+)?(?P<volatile>\bvolatile\s+)?\b__shared__\s+"
-    + r"(?P<type>(?:" + _ALIGN_ANY + r"|[^;=(){}\[\],])+?)"
+    + r"(?P<type>(?:" + _ALIGN_ANY + r"|<[^<>;{}]*>|[^;=(){}\[\],])+?)"
     + r"\s*\b(?P<name>[A-Za-z_]\w*)\s*(?P<dims>(?:\[[^\[\];]+\]\s*)*);)",
     re.S)
 _KERNEL = re.compile(r"\b__global__\b((?:\s+|__launch_bounds__\s*\([^()]*\)|__attribute__\s*\(\(.*?\)\)|"
@@ -150,14 +150,21 @@ def _rewrite_shared(source):
 
 
 def _find_kernels(source):
-    """Names of the non-template ``__global__`` functions in a source (templates need name_expressions)."""
+    """Names of the ``__global__`` functions a launcher can reach by name: not templates, and at global scope
+    (inside ``extern "C" {}`` at most). The others are exported through name_expressions, as with CuPy."""
     text = re.sub(_SKIP, lambda m: re.sub(r"[^\n]", " ", m.group()), source, flags=re.S)
     text = re.sub(r"(?m)^[ \t]*#.*$", "", text)
-    names = []
-    for m in _KERNEL.finditer(text):
-        statement = re.split(r"[;{}]", text[:m.start()])[-1]
-        if not re.search(r"\btemplate\b", statement) and m.group(2) not in names:
-            names.append(m.group(2))
+    names, scopes = [], []
+    for m in re.finditer(r"[{}]|\b__global__\b", text):
+        statement = text[max(text.rfind(c, 0, m.start()) for c in ";{}") + 1:m.start()]
+        if m.group() == "{":
+            scopes.append("extern" if re.search(r"\bextern\s*$", statement) else "other")
+        elif m.group() == "}":
+            scopes = scopes[:-1]
+        elif "other" not in scopes and not re.search(r"\btemplate\b", statement):
+            kernel = _KERNEL.match(text, m.start())
+            if kernel and kernel.group(2) not in names:
+                names.append(kernel.group(2))
     return names
 
 
@@ -280,6 +287,13 @@ class Module:
             self._functions[name] = Kernel(self, name, self._kernels[name])
         return self._functions[name]
 
+    def get_global(self, name):
+        """Address of a ``__constant__`` variable at namespace scope (what `cupy.RawModule.get_global` points at)."""
+        try:
+            return ctypes.addressof(ctypes.c_char.in_dll(self._lib, name))
+        except ValueError:
+            raise KeyError(f"{self.filename} has no __constant__ variable {name!r} at global namespace scope") from None
+
     def _last_error(self):
         return self._lib.cuemu_last_error().decode(errors="replace")
 
@@ -377,9 +391,8 @@ class Kernel:
     def _scalar(self, i, arg, kind):
         if isinstance(arg, np.ndarray) or hasattr(arg, "__array_interface__") and not isinstance(arg, np.generic):
             raise TypeError(f"argument {i} of kernel '{self.name}' is a {_c_type(kind)} scalar; got an array")
-        python = isinstance(arg, (bool, int, float, complex))
-        value = np.asarray(arg if not python else {bool: np.bool_, int: np.int64, float: np.float64,
-                                                   complex: np.complex128}[type(arg)](arg))
+        python = {bool: np.bool_, int: np.int64, float: np.float64, complex: np.complex128}.get(type(arg))
+        value = np.asarray(python(arg) if python else arg)  # Python scalars become what CuPy passes for them
         dtype, size = value.dtype, int(kind[1:])
         same_kind = {"f": "f", "i": "iu", "u": "iu", "b": "b"}.get(kind[0], dtype.kind)
         if value.ndim != 0 or dtype.itemsize != size or dtype.kind not in same_kind:
