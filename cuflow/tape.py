@@ -74,7 +74,7 @@ class GradientTape:
             key = id(x)
             if key in watched:
                 hit = True
-            elif self._watch_accessed and type(x) is Variable and x.trainable:
+            elif self._watch_accessed and isinstance(x, Variable) and x.trainable:
                 watched[key] = x
                 hit = True
         if not hit:
@@ -241,17 +241,21 @@ class GradientTape:
                         continue
                     grad = [ops.zeros_like(o) if g is None else g for o, g in zip(outputs, found)]
                     out = outputs
+                needs = tuple(id(x) in watched and x.dtype.is_floating for x in inputs)
+                if not any(needs):
+                    continue
                 if op.grad_fn is None:
                     raise LookupError(f"GradientTape: op '{op.name}' has no gradient defined")
+                kwargs = {**attrs, "needs": needs} if op.grad_wants_needs else attrs
                 if op.variadic:
-                    in_grads = op.grad_fn(grad, list(inputs), out, **attrs)
+                    in_grads = op.grad_fn(grad, list(inputs), out, **kwargs)
                 else:
-                    in_grads = op.grad_fn(grad, *inputs, out, **attrs)
+                    in_grads = op.grad_fn(grad, *inputs, out, **kwargs)
                 if len(inputs) == 1 and not op.variadic:
                     in_grads = (in_grads,)
-                for x, g in zip(inputs, in_grads):
+                for x, g, needed in zip(inputs, in_grads, needs):
                     # only watched tensors (and results of recorded ops) get gradients, as in TF
-                    if g is not None and id(x) in watched and x.dtype.is_floating:
+                    if g is not None and needed:
                         _accumulate(grads, x, g)
         finally:
             if was_recording:

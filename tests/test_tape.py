@@ -175,3 +175,19 @@ def test_watch_rejects_non_tensors():
     with tf.GradientTape() as tape:
         with pytest.raises(TypeError, match="watch"):
             tape.watch("x")
+
+
+def test_gradients_of_unwatched_inputs_are_not_computed(monkeypatch):
+    from cuflow.ops import conv
+    images = tf.constant(np.random.default_rng(0).normal(size=(2, 5, 5, 1)))
+    kernel = tf.Variable(np.ones((3, 3, 1, 2)))
+    calls = []
+    original = conv.conv2d_backprop_input
+    monkeypatch.setattr(conv, "conv2d_backprop_input", lambda *a, **k: calls.append(1) or original(*a, **k))
+    with tf.GradientTape(persistent=True) as tape:
+        y = tf.reduce_sum(tf.nn.conv2d(images, kernel, strides=1, padding="VALID"))
+    assert tape.gradient(y, kernel).shape == (3, 3, 1, 2) and calls == []
+    with tf.GradientTape() as tape2:
+        tape2.watch(images)
+        y = tf.reduce_sum(tf.nn.conv2d(images, kernel, strides=1, padding="VALID"))
+    assert tape2.gradient(y, images).shape == images.shape and calls == [1]

@@ -44,6 +44,7 @@ class Op:
         self.forward = forward
         self.name = name or forward.__name__
         self.grad_fn = None
+        self.grad_wants_needs = False
         self.variadic = variadic
         self.same_dtype = same_dtype
         self.n_outputs = n_outputs  # 1: returns one array; None: a list/tuple of arrays (split, unstack)
@@ -64,8 +65,14 @@ class Op:
         self.__wrapped__ = forward
 
     def gradient(self, fn):
-        """Decorator: registers ``fn(grad, *inputs, out, **attrs)`` as this op's gradient."""
+        """Decorator: registers ``fn(grad, *inputs, out, **attrs)`` as this op's gradient.
+
+        A gradient that declares a ``needs`` keyword receives a tuple of bools, one per input, telling which inputs
+        the tape wants a gradient for; it may return None for the others and skip their (costly) computation, as
+        matmul and conv2d do for their data input.
+        """
         self.grad_fn = fn
+        self.grad_wants_needs = "needs" in inspect.signature(fn).parameters
         return fn
 
     def __repr__(self):

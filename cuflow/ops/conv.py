@@ -164,10 +164,10 @@ def conv2d(input, filters, strides, padding, data_format="NHWC", dilations=None)
 
 
 @conv2d.gradient
-def _(grad, input, filters, out, strides, padding, data_format="NHWC", dilations=None):
+def _(grad, input, filters, out, strides, padding, data_format="NHWC", dilations=None, needs=(True, True)):
     config = {"strides": strides, "padding": padding, "data_format": data_format, "dilations": dilations}
-    return (conv2d_backprop_input(tuple(input.shape), filters, grad, **config),
-            conv2d_backprop_filter(input, tuple(filters.shape), grad, **config))
+    return (conv2d_backprop_input(tuple(input.shape), filters, grad, **config) if needs[0] else None,
+            conv2d_backprop_filter(input, tuple(filters.shape), grad, **config) if needs[1] else None)
 
 
 @op(inputs=("filters", "out_backprop"))

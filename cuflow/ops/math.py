@@ -646,14 +646,13 @@ def matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_
 
 
 @matmul.gradient
-def _(grad, a, b, out, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_b=False):
+def _(grad, a, b, out, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_b=False, needs=(True, True)):
     ta, tb = transpose_a or adjoint_a, transpose_b or adjoint_b
-    if ta:
-        ga = matmul(b, grad, transpose_a=tb, transpose_b=True)
-    else:
-        ga = matmul(grad, b, transpose_b=not tb)
-    if tb:
-        gb = matmul(grad, a, transpose_a=True, transpose_b=ta)
-    else:
-        gb = matmul(a, grad, transpose_a=not ta)
-    return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
+    ga = gb = None
+    if needs[0]:
+        ga = matmul(b, grad, transpose_a=tb, transpose_b=True) if ta else matmul(grad, b, transpose_b=not tb)
+        ga = unbroadcast(ga, a.shape)
+    if needs[1]:
+        gb = matmul(grad, a, transpose_a=True, transpose_b=ta) if tb else matmul(a, grad, transpose_a=not ta)
+        gb = unbroadcast(gb, b.shape)
+    return ga, gb
