@@ -15,12 +15,44 @@ import pathlib
 import sys
 
 __all__ = [
-    "GEMM_TILE", "POOL_THREADS", "KERNEL_DTYPES", "NVRTC_OPTIONS", "MODULES", "KernelModule", "CompileError",
+    "GemmTiling", "GEMM_TILINGS", "GEMM_TILE", "GEMM_THREADS", "POOL_THREADS", "KERNEL_DTYPES", "NVRTC_OPTIONS",
+    "MODULES", "KernelModule", "gemm_module_name", "CompileError",
     "module_source", "compile_source", "compile_module", "compile_all",
 ]
 
 # --- Tiling choices (read by gpu.py's launchers) ------------------------------------------------------------------
-GEMM_TILE = 16       # matmul and the conv implicit GEMMs: TILE x TILE threads per block, one output each
+@dataclasses.dataclass(frozen=True)
+class GemmTiling:
+    """A tiling of matmul.cu's register-blocked GEMM core (see the comment on top of matmul.cu).
+
+    One block of GEMM_THREADS threads (a 16 x 16 grid) computes a ``bm x bn`` tile of C, each thread ``tm x tn``
+    outputs in registers (``bm = 16 * tm``, ``bn = 16 * tn``), walking K ``bk`` at a time through shared memory.
+    ``str()`` gives the kernels' template arguments after the dtype: ``gemm<float, 128, 128, 8, 8, 8>``.
+    """
+    bm: int
+    bn: int
+    bk: int
+    tm: int
+    tn: int
+
+    def __str__(self):
+        return f"{self.bm}, {self.bn}, {self.bk}, {self.tm}, {self.tn}"
+
+    @property
+    def name(self):
+        return f"{self.bm}x{self.bn}"
+
+
+# Every tiling gpu.py may launch, largest first (gpu.py's table picks one per problem size). The 16 x 16 one is the
+# one-output-per-thread kernel, for problems too small to fill the GPU with bigger tiles.
+GEMM_TILINGS = (
+    GemmTiling(128, 128, 16, 8, 8),
+    GemmTiling(128, 64, 8, 8, 4),
+    GemmTiling(64, 64, 16, 4, 4),
+    GemmTiling(16, 16, 16, 1, 1),
+)
+GEMM_TILE = GEMM_TILINGS[0]  # the tiling of MODULES[0], the big-problem matmul
+GEMM_THREADS = 256   # threads per block of every GEMM tiling (matmul.cu's GEMM_THREADS)
 POOL_THREADS = 256   # pooling: threads per block of the 1-D grid-stride kernels
 
 # dtypes our kernels are instantiated for (numpy dtype name -> CUDA type); others take CuPy paths in gpu.py.
@@ -36,7 +68,8 @@ _HERE = pathlib.Path(__file__).resolve().parent
 class KernelModule:
     """One CUDA module: ``files`` concatenated in order, exporting ``kernels`` for every dtype in KERNEL_DTYPES.
 
-    ``tile`` is the kernels' second template argument (``gemm<float, 16>``), or None if they take only the dtype.
+    ``tile`` gives the kernels' template arguments after the dtype (a GemmTiling: ``gemm<float, 128, 128, 8, 8, 8>``),
+    or is None if they take only the dtype.
     """
     name: str
     files: tuple
@@ -44,7 +77,7 @@ class KernelModule:
     tile: int = None
 
     def instance(self, kernel, dtype):
-        """The name expression of ``kernel`` for ``dtype`` (a numpy dtype or its name), e.g. ``gemm<float, 16>``."""
+        """The name expression of ``kernel`` for ``dtype`` (a numpy dtype or its name): ``gemm<float, 16, 16, ...>``."""
         args = [KERNEL_DTYPES[str(dtype)]] + ([] if self.tile is None else [str(self.tile)])
         return f"{kernel}<{', '.join(args)}>"
 
@@ -53,11 +86,18 @@ class KernelModule:
         return tuple(self.instance(k, d) for k in self.kernels for d in KERNEL_DTYPES)
 
 
+def gemm_module_name(family, tiling):
+    """The name of the module of GEMM ``family`` ("matmul" or "conv2d") built for ``tiling``: ``matmul_128x128``."""
+    return f"{family}_{tiling.name}"
+
+
+# One module per GEMM family and tiling, so gpu.py compiles only the tilings a program launches.
 MODULES = (
-    KernelModule("matmul", ("matmul.cu",), ("gemm",), tile=GEMM_TILE),
-    # conv2d.cu reuses matmul.cu's tiled-GEMM core, so it is compiled after it in one module.
-    KernelModule("conv2d", ("matmul.cu", "conv2d.cu"),
-                 ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_filter"), tile=GEMM_TILE),
+    *(KernelModule(gemm_module_name("matmul", t), ("matmul.cu",), ("gemm",), tile=t) for t in GEMM_TILINGS),
+    # conv2d.cu reuses matmul.cu's GEMM core, so it is compiled after it in one module.
+    *(KernelModule(gemm_module_name("conv2d", t), ("matmul.cu", "conv2d.cu"),
+                   ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_filter"), tile=t)
+      for t in GEMM_TILINGS),
     KernelModule("pool", ("pool.cu",), ("max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward")),
 )
 
@@ -104,7 +144,7 @@ def compile_source(source, name, arch, name_expressions=(), options=NVRTC_OPTION
         source: CUDA C++ text.
         name: file name used in diagnostics.
         arch: a real architecture (``sm_80``, ``sm_90``, ``sm_90a``), so ptxas runs.
-        name_expressions: template instances to instantiate (``"gemm<float, 16>"``); each must resolve.
+        name_expressions: template instances to instantiate (``"gemm<float, 16, 16, 16, 1, 1>"``); each must resolve.
         options: extra NVRTC options.
 
     Raises:
@@ -152,7 +192,7 @@ def main(argv=None):
             except CompileError as e:
                 print(f"FAILED {module.name} ({' + '.join(module.files)}) for {arch}:\n{e}", file=sys.stderr)
                 return 1
-            print(f"{module.name:8s} {' + '.join(module.files):22s} {arch}  cubin {size:7d} bytes  "
+            print(f"{module.name:14s} {' + '.join(module.files):22s} {arch}  cubin {size:7d} bytes  "
                   f"{len(module.instances())} kernels")
     return 0
 

@@ -10,10 +10,12 @@ kernels and cast back. Integer, bool and complex ``matmul`` use ``cupy.matmul``:
 """
 import functools
 import math
+import os
 
 import numpy as np
 
-from .compile import GEMM_TILE, KERNEL_DTYPES, MODULES, NVRTC_OPTIONS, POOL_THREADS, module_source
+from .compile import (GEMM_THREADS, GEMM_TILINGS, KERNEL_DTYPES, MODULES, NVRTC_OPTIONS, POOL_THREADS,
+                      gemm_module_name, module_source)
 from .cuda import cupy as _get_cupy
 
 cupy = _get_cupy()
@@ -24,8 +26,20 @@ __all__ = [
 ]
 
 # --- Tiling and launch choices ------------------------------------------------------------------------------------
-# GEMM_TILE (threads per block side of matmul and conv) and POOL_THREADS come from compile.py, where the kernel
-# instances that bake them in are listed and compile-checked.
+# The GEMM tilings (compile.GEMM_TILINGS) and POOL_THREADS come from compile.py, where the kernel instances that bake
+# them in are listed and compile-checked. Which tiling a GEMM (matmul or convolution) runs is decided here, from this
+# table: the one with the least estimated time, counted in waves (every SM running `per_sm` blocks) of padded tiles
+# at the tiling's full-GPU speed. Bigger tiles compute faster, but waste work on ragged edges and leave SMs idle on
+# small grids; that trade is the whole choice. Speeds: float32 SGEMM 4096^3 with the tiling forced, on an H200
+# (2026-11-26); `per_sm` follows from each kernel's registers (65536 per SM, 256 threads per block).
+GEMM_TABLE = (  # (tiling, blocks resident per SM, TFLOP/s on a full GPU)
+    (GEMM_TILINGS[0], 1, 31.5),   # 128 x 128 x 16, 8 x 8 per thread (~230 registers): big M and N
+    (GEMM_TILINGS[1], 2, 28.8),   # 128 x 64 x 8, 8 x 4 per thread (128 registers): big M, N <= 64 or ragged
+    (GEMM_TILINGS[2], 2, 22.7),   # 64 x 64 x 16, 4 x 4 per thread: medium
+    (GEMM_TILINGS[3], 5, 6.2),    # 16 x 16 x 16, one output per thread: tiny
+)
+GEMM_TILING_ENV = "CUFLOW_GEMM_TILING"  # e.g. "64x64": force one tiling everywhere (tests, benchmarks)
+DEFAULT_SM_COUNT = 132        # when the device cannot be asked (an H100's and an H200's count)
 MAX_GRID_YZ = 65535           # CUDA's limit on gridDim.y and gridDim.z (the gemm kernel loops over extra batches)
 MAX_POOL_BLOCKS = 1 << 20     # pooling kernels loop grid-stride beyond this many blocks
 SPLIT_K_TARGET_BLOCKS = 512   # conv backward-filter: split its long K until about this many blocks run ...
@@ -58,14 +72,60 @@ def _cdiv(a, b):
     return -(-a // b)
 
 
-def _launch_gemm(kernel, m, n, args, splits=1):
-    """Launches a tiled-GEMM kernel (matmul.cu's block scheme) over an m x n result; z = batches or K slices."""
+def _gemm_plan(m, n, k, batches=1, split_k=False):
+    """(tiling, K slices) for ``batches`` m x n x k GEMMs: the forced tiling, else GEMM_TABLE's least estimated time.
+
+    With ``split_k``, K is cut into slices (see _k_slices), each its own grid slice; else there is one.
+    """
+    forced = os.environ.get(GEMM_TILING_ENV)
+    if not forced:
+        return _best_gemm_plan(m, n, k, batches, split_k, _sm_count())
+    names = {t.name: t for t in GEMM_TILINGS}
+    if forced not in names:
+        raise ValueError(f"{GEMM_TILING_ENV} must be one of {sorted(names)}, got {forced!r}")
+    return names[forced], _k_slices(names[forced], m, n, k) if split_k else 1
+
+
+@functools.lru_cache(maxsize=4096)
+def _best_gemm_plan(m, n, k, batches, split_k, sms):
+    def plan(row):
+        tiling, per_sm, tflops = row
+        slices = _k_slices(tiling, m, n, k) if split_k else 1
+        slots = sms * per_sm
+        waves = _cdiv(_cdiv(m, tiling.bm) * _cdiv(n, tiling.bn) * batches * slices, slots)
+        return waves * slots * tiling.bm * tiling.bn * _cdiv(k, slices) / tflops, tiling, slices
+
+    _, tiling, slices = min((plan(row) for row in GEMM_TABLE), key=lambda p: p[0])  # ties: the first row
+    return tiling, slices
+
+
+def _k_slices(tiling, m, n, k):
+    """Split-K: cut K into slices until about SPLIT_K_TARGET_BLOCKS blocks run, none shorter than SPLIT_K_MIN_CHUNK."""
+    tiles = _cdiv(m, tiling.bm) * _cdiv(n, tiling.bn)
+    return max(1, min(_cdiv(SPLIT_K_TARGET_BLOCKS, tiles), k // SPLIT_K_MIN_CHUNK, MAX_GRID_YZ))
+
+
+def _sm_count():
+    try:
+        return _device_sm_count(cupy.cuda.runtime.getDevice())
+    except Exception:  # a stand-in CuPy that cannot say
+        return DEFAULT_SM_COUNT
+
+
+@functools.lru_cache(maxsize=None)
+def _device_sm_count(device_id):
+    return int(cupy.cuda.runtime.getDeviceProperties(device_id)["multiProcessorCount"])
+
+
+def _launch_gemm(family, kernel, dtype, tiling, m, n, args, splits=1):
+    """Launches ``kernel`` of GEMM ``family`` built for ``tiling`` over an m x n result; z = batches or K slices."""
     if m == 0 or n == 0 or splits == 0:
         return
     _i32(m, n)
-    if _cdiv(n, GEMM_TILE) > MAX_GRID_YZ:
-        raise ValueError(f"cuflow's GPU GEMM takes at most {MAX_GRID_YZ * GEMM_TILE} output columns, got {n}")
-    kernel((_cdiv(m, GEMM_TILE), _cdiv(n, GEMM_TILE), min(splits, MAX_GRID_YZ)), (GEMM_TILE, GEMM_TILE, 1), args)
+    if _cdiv(n, tiling.bn) > MAX_GRID_YZ:
+        raise ValueError(f"cuflow's GPU GEMM takes at most {MAX_GRID_YZ * tiling.bn} output columns, got {n}")
+    grid = (_cdiv(m, tiling.bm), _cdiv(n, tiling.bn), min(splits, MAX_GRID_YZ))
+    _kernel(gemm_module_name(family, tiling), kernel, dtype)(grid, (GEMM_THREADS,), args)
 
 
 def _launch_pool(kernel, cells, args):
@@ -116,7 +176,8 @@ def matmul(a, b, *, transpose_a=False, transpose_b=False):
     b, stride_b = _batched_operand(b, batch_shape, compute)
     out = cupy.empty(batch_shape + (m, n), dtype=compute)
     args = (a, b, out, *_i32(m, n, k, transpose_a, transpose_b, batches), np.int64(stride_a), np.int64(stride_b))
-    _launch_gemm(_kernel("matmul", "gemm", compute), m, n, args, splits=batches)
+    tiling, _ = _gemm_plan(m, n, k, batches)
+    _launch_gemm("matmul", "gemm", compute, tiling, m, n, args, splits=batches)
     return out.astype(dtype, copy=False)
 
 
@@ -152,7 +213,9 @@ def conv2d(x, w, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(1, 1)):
     ow = _out_size(wd, padding[1], kw, strides[1], dilations[1])
     out = cupy.empty((n, oh, ow, f), dtype=compute)
     geometry = _conv_geometry(x.shape, w.shape, out.shape, strides, padding, dilations)
-    _launch_gemm(_kernel("conv2d", "conv2d_forward", compute), n * oh * ow, f, (x, w, out, *geometry))
+    m, k = n * oh * ow, kh * kw * x.shape[3]
+    tiling, _ = _gemm_plan(m, f, k)
+    _launch_gemm("conv2d", "conv2d_forward", compute, tiling, m, f, (x, w, out, *geometry))
     return out.astype(dtype, copy=False)
 
 
@@ -164,7 +227,9 @@ def conv2d_backward_input(grad_out, w, input_shape, *, strides=(1, 1), padding=(
     n, h, wd, c = input_shape
     dx = cupy.empty(tuple(input_shape), dtype=compute)
     geometry = _conv_geometry(input_shape, w.shape, grad_out.shape, strides, padding, dilations)
-    _launch_gemm(_kernel("conv2d", "conv2d_backward_input", compute), n * h * wd, c, (grad_out, w, dx, *geometry))
+    m, k = n * h * wd, w.shape[0] * w.shape[1] * w.shape[3]
+    tiling, _ = _gemm_plan(m, c, k)
+    _launch_gemm("conv2d", "conv2d_backward_input", compute, tiling, m, c, (grad_out, w, dx, *geometry))
     return dx.astype(dtype, copy=False)
 
 
@@ -178,14 +243,14 @@ def conv2d_backward_filter(x, grad_out, filter_shape, *, strides=(1, 1), padding
     x, grad_out = _contiguous(compute, x, grad_out)
     kh, kw, c, f = filter_shape
     m, k = kh * kw * c, math.prod(grad_out.shape[:3])
-    splits = max(1, min(_cdiv(SPLIT_K_TARGET_BLOCKS, _cdiv(m, GEMM_TILE) * _cdiv(f, GEMM_TILE)),
-                        k // SPLIT_K_MIN_CHUNK, MAX_GRID_YZ))
+    _i32(k)  # the kernel indexes output cells with int
+    tiling, splits = _gemm_plan(m, f, k, split_k=True)
     chunk = max(1, _cdiv(k, splits))
     splits = max(1, _cdiv(k, chunk))  # no empty slice
     partial = cupy.empty((splits, *filter_shape), dtype=compute)
     geometry = _conv_geometry(x.shape, filter_shape, grad_out.shape, strides, padding, dilations)
     args = (x, grad_out, partial, *_i32(chunk), *geometry)
-    _launch_gemm(_kernel("conv2d", "conv2d_backward_filter", compute), m, f, args, splits=splits)
+    _launch_gemm("conv2d", "conv2d_backward_filter", compute, tiling, m, f, args, splits=splits)
     dw = partial[0] if splits == 1 else partial.sum(axis=0)
     return dw.astype(dtype, copy=False)
 

@@ -1,73 +1,228 @@
-// matmul.cu — batched C = op(A) @ op(B) for float and double, plus the tiled-GEMM core the conv kernels reuse.
+// matmul.cu — batched C = op(A) @ op(B) for float and double, and the register-blocked GEMM core conv2d.cu reuses.
 //
-// Tiling: one TILE x TILE block of threads computes one TILE x TILE tile of C, one output per thread
-// (threadIdx.x walks the columns, threadIdx.y the rows). The K dimension is walked TILE at a time: each thread
-// loads one element of the A tile and one of the B tile into shared memory, the block synchronizes, and every
-// thread accumulates a TILE-long dot product from shared memory. Loads outside op(A) or op(B) read as zero, so any
-// M, N, K (1, odd, prime, K < TILE, K = 0) is handled without a separate edge path.
+// Tiling (`tile_gemm`, template arguments BM, BN, BK, TM, TN): a block of 256 threads, a 16 x 16 grid, computes one
+// BM x BN tile of C (BM = 16 * TM, BN = 16 * TN); each thread keeps TM x TN outputs in registers. K is walked BK at a
+// time: the block stages the BM x BK slice of op(A) and the BK x BN slice of op(B) in shared memory, A transposed
+// (a[k][m]), so that for each k a thread reads a column run of A and a row run of B, both contiguous. A thread's
+// rows come in runs of V = min(TM, 4) adjacent rows, runs 16 * V apart (row = run * 16V + ty * V + v; columns alike):
+// the threads sharing a k read consecutive runs, so the 16-byte shared loads are conflict-free. Each warp covers
+// 4 x 8 threads of the grid (4 A runs, 8 B runs per k). The next slice is read from global memory into registers
+// while the current one is multiplied, then stored to the other of two shared buffers: one barrier per slice. (A
+// tiling whose two buffers would pass the 48 KB of static shared memory, 128 x 128 x 16 in double, keeps one buffer
+// and takes a second barrier per slice.)
+// Loads outside op(A) or op(B) read as zero and stores outside C are skipped, so any M, N, K works (1, odd, prime,
+// K < BK, K = 0). The 16 x 16 x 16 tiling with TM = TN = 1 is the one-output-per-thread kernel, for small problems.
 //
-// Operands are read through small loader functors, so the same core serves matmul (transposes handled in the
-// load, never materialized) and the implicit-GEMM convolutions in conv2d.cu (which is compiled after this file).
+// Operands are read through small loader functors, `load(i, j)` = element (i, j), so the same core serves matmul
+// (transposes handled in the load, never materialized) and the implicit-GEMM convolutions in conv2d.cu (which is
+// compiled after this file). A loader's `columns_adjacent` says which way its elements lie in memory, so the global
+// loads of a slice walk the contiguous direction (coalesced). The kernel that calls `tile_gemm` owns its shared
+// memory (`GemmShared`): one allocation, however many loader types the kernel instantiates the core with.
 //
-// Grid of `gemm`: x = ceil(M / TILE) row tiles, y = ceil(N / TILE) column tiles, z = batch entries (a block loops
-// over batch entries z, z + gridDim.z, ... so any batch count fits CUDA's 65535 limit on gridDim.z).
-// Block: (TILE, TILE, 1).
+// Grid of `gemm`: x = ceil(M / BM) row tiles, y = ceil(N / BN) column tiles, z = batch entries (a block loops over
+// batch entries z, z + gridDim.z, ... so any batch count fits CUDA's 65535 limit on gridDim.z). Block: (256, 1, 1).
 
-// Element (i, j) of op(X), where X is stored row-major with leading dimension ld; transposed reads X[j][i].
-template <typename T>
+#define GEMM_TILING_PARAMS int BM, int BN, int BK, int TM, int TN
+#define GEMM_TILING BM, BN, BK, TM, TN
+#define GEMM_THREADS 256
+
+// Element (i, j) of op(X), where X is stored row-major with leading dimension ld; TRANSPOSED reads X[j][i].
+// Every loader says, in columns_adjacent, whether (i, j) and (i, j + 1) are neighbours in memory (else (i, j) and
+// (i + 1, j) are).
+template <typename T, bool TRANSPOSED>
 struct MatrixLoad {
+    static constexpr bool columns_adjacent = !TRANSPOSED;
     const T* data;
     int ld;
-    int transposed;
 
     __device__ T operator()(long long i, long long j) const
     {
-        return transposed ? data[j * ld + i] : data[i * ld + j];
+        return TRANSPOSED ? data[j * ld + i] : data[i * ld + j];
     }
 };
 
-// out[row, col] = sum over p in [k_begin, k_end) of A(row, p) * B(p, col) for this thread's (row, col) of the
-// block's tile of the m x n row-major result. Every thread of the block must call it (it synchronizes): threads
-// outside the result still load their share of the tiles and then store nothing.
-template <typename T, int TILE, typename LoadA, typename LoadB>
-__device__ void tile_gemm(const LoadA& load_a, const LoadB& load_b, T* out, int m, int n,
-                          long long k_begin, long long k_end)
-{
-    __shared__ T a_tile[TILE][TILE];
-    __shared__ T b_tile[TILE][TILE];
-    const int tx = threadIdx.x;
-    const int ty = threadIdx.y;
-    const int row = blockIdx.x * TILE + ty;
-    const int col = blockIdx.y * TILE + tx;
-    T acc = T(0);
-    for (long long k0 = k_begin; k0 < k_end; k0 += TILE) {
-        const long long a_col = k0 + tx;
-        const long long b_row = k0 + ty;
-        a_tile[ty][tx] = (row < m && a_col < k_end) ? load_a(row, a_col) : T(0);
-        b_tile[ty][tx] = (b_row < k_end && col < n) ? load_b(b_row, col) : T(0);
-        __syncthreads();
-        for (int kk = 0; kk < TILE; ++kk) {
-            acc += a_tile[ty][kk] * b_tile[kk][tx];
-        }
-        __syncthreads();  // the next iteration overwrites the tiles
+// The shared-memory buffers of a slice: a[buf][k][row] (op(A) transposed) and b[buf][k][col]. Rows are padded by
+// V elements: the runs stay 16-byte aligned, and the slice stores of successive k fall in other banks.
+template <typename T, GEMM_TILING_PARAMS>
+struct GemmShared {
+    static constexpr int A_STRIDE = BM + (TM < 4 ? TM : 4);
+    static constexpr int B_STRIDE = BN + (TN < 4 ? TN : 4);
+    static constexpr int BUFFERS = 2 * BK * (A_STRIDE + B_STRIDE) * sizeof(T) <= 48 * 1024 ? 2 : 1;
+    alignas(16) T a[BUFFERS][BK][A_STRIDE];
+    alignas(16) T b[BUFFERS][BK][B_STRIDE];
+};
+
+// One BK-deep slice of op(A) (BM x BK) and op(B) (BK x BN) in flight between global memory and shared memory:
+// each of the 256 threads holds A_LOADS + B_LOADS elements of it in registers.
+template <typename T, GEMM_TILING_PARAMS>
+struct GemmSlice {
+    static constexpr int A_LOADS = BM * BK / GEMM_THREADS;
+    static constexpr int B_LOADS = BK * BN / GEMM_THREADS;
+    static_assert(A_LOADS * GEMM_THREADS == BM * BK && B_LOADS * GEMM_THREADS == BK * BN,
+                  "a slice must split evenly over the block's threads");
+    T a[A_LOADS];
+    T b[B_LOADS];
+
+    // Element e of the slice at (row, k) of a ROWS x BK tile: k fastest when k runs along memory, else rows.
+    template <int ROWS, bool K_FASTEST>
+    __device__ static void place(int e, int& row, int& k)
+    {
+        row = K_FASTEST ? e / BK : e % ROWS;
+        k = K_FASTEST ? e % BK : e / ROWS;
     }
-    if (row < m && col < n) {
-        out[(long long)row * n + col] = acc;
+
+    template <typename LoadA, typename LoadB>
+    __device__ void load(const LoadA& load_a, const LoadB& load_b, int m0, int n0, int m, int n, long long k0,
+                         long long k_end)
+    {
+#pragma unroll
+        for (int l = 0; l < A_LOADS; ++l) {
+            int row, k;
+            place<BM, LoadA::columns_adjacent>(threadIdx.x + l * GEMM_THREADS, row, k);
+            a[l] = (m0 + row < m && k0 + k < k_end) ? load_a(m0 + row, k0 + k) : T(0);
+        }
+#pragma unroll
+        for (int l = 0; l < B_LOADS; ++l) {
+            int col, k;
+            place<BN, !LoadB::columns_adjacent>(threadIdx.x + l * GEMM_THREADS, col, k);
+            b[l] = (k0 + k < k_end && n0 + col < n) ? load_b(k0 + k, n0 + col) : T(0);
+        }
+    }
+
+    // The same placement as load(), into buffer buf of `shared`.
+    template <typename LoadA, typename LoadB>
+    __device__ void store(GemmShared<T, GEMM_TILING>& shared, int buf) const
+    {
+#pragma unroll
+        for (int l = 0; l < A_LOADS; ++l) {
+            int row, k;
+            place<BM, LoadA::columns_adjacent>(threadIdx.x + l * GEMM_THREADS, row, k);
+            shared.a[buf][k][row] = a[l];
+        }
+#pragma unroll
+        for (int l = 0; l < B_LOADS; ++l) {
+            int col, k;
+            place<BN, !LoadB::columns_adjacent>(threadIdx.x + l * GEMM_THREADS, col, k);
+            shared.b[buf][k][col] = b[l];
+        }
+    }
+};
+
+// Offset inside the tile of a thread's i-th row (or column): runs of V adjacent ones, 16 * V apart.
+template <int T_PER_THREAD>
+__device__ __forceinline__ int run_offset(int i, int thread_coord)
+{
+    constexpr int V = T_PER_THREAD < 4 ? T_PER_THREAD : 4;
+    static_assert(T_PER_THREAD % V == 0, "outputs per thread must be 1, 2, or a multiple of 4");
+    return (i / V) * (16 * V) + thread_coord * V + i % V;
+}
+
+// out[row, col] = sum over p in [k_begin, k_end) of A(row, p) * B(p, col) over the block's BM x BN tile of the
+// m x n row-major result. Every thread of the block must call it (it synchronizes); no thread returns early.
+template <typename T, GEMM_TILING_PARAMS, typename LoadA, typename LoadB>
+__device__ void tile_gemm(GemmShared<T, GEMM_TILING>& shared, const LoadA& load_a, const LoadB& load_b, T* out,
+                          int m, int n, long long k_begin, long long k_end)
+{
+    static_assert(BM == 16 * TM && BN == 16 * TN, "the block is a 16 x 16 grid of threads");
+
+    const int warp = threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    const int tx = (warp % 2) * 8 + lane % 8;  // warp = 4 x 8 threads; the 8 warps tile the 16 x 16 grid 4 x 2
+    const int ty = (warp / 2) * 4 + lane / 8;
+    const int m0 = blockIdx.x * BM;
+    const int n0 = blockIdx.y * BN;
+
+    T acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            acc[i][j] = T(0);
+        }
+    }
+
+    GemmSlice<T, GEMM_TILING> slice;
+    slice.load(load_a, load_b, m0, n0, m, n, k_begin, k_end);
+    slice.template store<LoadA, LoadB>(shared, 0);
+    __syncthreads();
+    int buf = 0;
+    for (long long k0 = k_begin; k0 < k_end; k0 += BK) {
+        const bool more = k0 + BK < k_end;  // the same in every thread: the barrier below is reached by all
+        if (more) {
+            slice.load(load_a, load_b, m0, n0, m, n, k0 + BK, k_end);
+        }
+#pragma unroll
+        for (int kk = 0; kk < BK; ++kk) {
+            T a[TM];
+            T b[TN];
+#pragma unroll
+            for (int i = 0; i < TM; ++i) {
+                a[i] = shared.a[buf][kk][run_offset<TM>(i, ty)];
+            }
+#pragma unroll
+            for (int j = 0; j < TN; ++j) {
+                b[j] = shared.b[buf][kk][run_offset<TN>(j, tx)];
+            }
+#pragma unroll
+            for (int i = 0; i < TM; ++i) {
+#pragma unroll
+                for (int j = 0; j < TN; ++j) {
+                    acc[i][j] += a[i] * b[j];
+                }
+            }
+        }
+        constexpr int BUFFERS = GemmShared<T, GEMM_TILING>::BUFFERS;
+        if (BUFFERS == 1) {
+            __syncthreads();  // one buffer: every thread is done reading it before it is overwritten
+        }
+        const int next = (buf + 1) % BUFFERS;  // with two, the other buffer was last read before the last barrier
+        if (more) {
+            slice.template store<LoadA, LoadB>(shared, next);
+        }
+        __syncthreads();
+        buf = next;
+    }
+
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const int row = m0 + run_offset<TM>(i, ty);
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            const int col = n0 + run_offset<TN>(j, tx);
+            if (row < m && col < n) {
+                out[(long long)row * n + col] = acc[i][j];
+            }
+        }
+    }
+}
+
+template <typename T, GEMM_TILING_PARAMS, bool TRANSPOSE_A, bool TRANSPOSE_B>
+__device__ void gemm_batches(GemmShared<T, GEMM_TILING>& shared, const T* a, const T* b, T* c, int m, int n, int k,
+                             int batches, long long batch_stride_a, long long batch_stride_b)
+{
+    for (int batch = blockIdx.z; batch < batches; batch += gridDim.z) {
+        const MatrixLoad<T, TRANSPOSE_A> load_a{a + batch * batch_stride_a, TRANSPOSE_A ? m : k};
+        const MatrixLoad<T, TRANSPOSE_B> load_b{b + batch * batch_stride_b, TRANSPOSE_B ? k : n};
+        tile_gemm<T, GEMM_TILING>(shared, load_a, load_b, c + (long long)batch * m * n, m, n, 0, k);
     }
 }
 
 // c[batch] = op(a[batch]) @ op(b[batch]), c contiguous (batches, m, n). a is stored (m, k), or (k, m) when
 // transpose_a; b is stored (k, n), or (n, k) when transpose_b. A batch stride of 0 broadcasts that operand.
-template <typename T, int TILE>
-__global__ void gemm(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c,
-                     int m, int n, int k, int transpose_a, int transpose_b, int batches,
-                     long long batch_stride_a, long long batch_stride_b)
+// Each transpose pair gets its own copy of the core, so every load walks memory the contiguous way.
+template <typename T, GEMM_TILING_PARAMS>
+__global__ void __launch_bounds__(GEMM_THREADS)
+gemm(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c, int m, int n, int k, int transpose_a,
+     int transpose_b, int batches, long long batch_stride_a, long long batch_stride_b)
 {
-    const int lda = transpose_a ? m : k;
-    const int ldb = transpose_b ? k : n;
-    for (int batch = blockIdx.z; batch < batches; batch += gridDim.z) {
-        const MatrixLoad<T> load_a{a + batch * batch_stride_a, lda, transpose_a};
-        const MatrixLoad<T> load_b{b + batch * batch_stride_b, ldb, transpose_b};
-        tile_gemm<T, TILE>(load_a, load_b, c + (long long)batch * m * n, m, n, 0, k);
+    __shared__ GemmShared<T, GEMM_TILING> shared;
+    if (transpose_a && transpose_b) {
+        gemm_batches<T, GEMM_TILING, true, true>(shared, a, b, c, m, n, k, batches, batch_stride_a, batch_stride_b);
+    } else if (transpose_a) {
+        gemm_batches<T, GEMM_TILING, true, false>(shared, a, b, c, m, n, k, batches, batch_stride_a, batch_stride_b);
+    } else if (transpose_b) {
+        gemm_batches<T, GEMM_TILING, false, true>(shared, a, b, c, m, n, k, batches, batch_stride_a, batch_stride_b);
+    } else {
+        gemm_batches<T, GEMM_TILING, false, false>(shared, a, b, c, m, n, k, batches, batch_stride_a, batch_stride_b);
     }
 }
