@@ -169,9 +169,15 @@ def compile_source(source, name, arch, name_expressions=(), options=NVRTC_OPTION
         nvrtc.nvrtcDestroyProgram(prog)
 
 
+_CUBINS = {}  # (module name, arch) -> cubin: the CI check and the kernel report compile each module once
+
+
 def compile_module(module, arch):
     """Compiles one entry of :data:`MODULES` with all its instances for ``arch``; returns the cubin bytes."""
-    return compile_source(module_source(module), f"{module.name}.cu", arch, module.instances())
+    key = (module.name, arch)
+    if key not in _CUBINS:
+        _CUBINS[key] = compile_source(module_source(module), f"{module.name}.cu", arch, module.instances())
+    return _CUBINS[key]
 
 
 def compile_all(archs=ARCHS):
