@@ -1,4 +1,4 @@
-"""Helpers for testing cuflow code: finite-difference gradient checks and CPU/GPU parity.
+"""Helpers for testing cuflow code: finite-difference gradient checks, CPU/GPU parity, and the mock GPU.
 
 Example:
 
@@ -6,13 +6,19 @@ Example:
 >>> from cuflow import testing
 >>> testing.check_gradients(lambda x: tf.reduce_sum(tf.sin(x) * x), [[0.5, -1.0, 2.0]])
 """
+import contextlib
+import os
+import sys
+
 import numpy as np
 
 from .tensor import constant
 from .tape import GradientTape
 from . import devices as _devices
+from . import kernels as _kernels
+from .kernels import cuda as _cuda
 
-__all__ = ["numerical_gradients", "tape_gradients", "check_gradients", "assert_parity"]
+__all__ = ["numerical_gradients", "tape_gradients", "check_gradients", "assert_parity", "mock_gpu"]
 
 
 def _as_float64_inputs(inputs):
@@ -86,3 +92,68 @@ def assert_parity(fn, inputs, rtol=1e-5, atol=1e-6):
         if cpu.size:
             worst = max(worst, float(np.max(np.abs(gpu.astype(np.float64) - cpu.astype(np.float64)))))
     return worst
+
+
+_MOCK_MODES = ("1", "memcheck", "racecheck")
+
+
+@contextlib.contextmanager
+def mock_gpu(mode="1"):
+    """Switches the mock GPU on in this process: cuflow sees one GPU whose kernels run on the CPU.
+
+    The same as starting Python with ``CUFLOW_MOCK_GPU=<mode>``: ``/GPU:0`` exists, new tensors go there by
+    default, and the GPU backend runs unchanged on :mod:`cuflow.kernels.emu.mock_cupy`. On exit the previous state
+    (no GPU, a real GPU, or an outer mock) comes back. Kernels are compiled once and cached on disk, so entering
+    again is cheap. Tensors made inside stay mock-GPU tensors; don't use them after the block.
+
+    Args:
+        mode: ``"1"``, or ``"memcheck"`` / ``"racecheck"`` for kernels built with a sanitizer; those need the
+            sanitizer runtime loaded at process start (``CUFLOW_MOCK_GPU=memcheck pytest`` does that).
+
+    Yields:
+        ``mode``.
+
+    Raises:
+        ValueError: an unknown mode.
+        RuntimeError: a sanitizer mode in a process started without its runtime.
+
+    Example:
+
+    >>> import cuflow as tf
+    >>> from cuflow import testing
+    >>> with testing.mock_gpu():
+    ...     x = tf.constant([1.0, 2.0])
+    ...     x.device, float(tf.reduce_sum(x * x))
+    ('/job:localhost/replica:0/task:0/device:GPU:0', 5.0)
+    """
+    if mode not in _MOCK_MODES:
+        raise ValueError(f"mock_gpu: mode must be one of {_MOCK_MODES}, got {mode!r}")
+    if mode != "1":
+        from .kernels.emu.mock_cupy import pytest_plugin
+        if not pytest_plugin.runtime_loaded(mode):
+            raise RuntimeError(f"mock_gpu({mode!r}) needs the sanitizer runtime loaded at process start: run under "
+                               f"CUFLOW_MOCK_GPU={mode} pytest, or start Python with the variables from "
+                               f"cuflow.kernels.emu.sanitizer_env({mode!r})")
+    previous = os.environ.get(_cuda.MOCK_ENV)
+    changed = previous != mode
+    os.environ[_cuda.MOCK_ENV] = mode
+    if changed:
+        _forget_gpu()
+    try:
+        yield mode
+    finally:
+        if previous is None:
+            os.environ.pop(_cuda.MOCK_ENV, None)
+        else:
+            os.environ[_cuda.MOCK_ENV] = previous
+        if changed:
+            _forget_gpu()
+
+
+def _forget_gpu():
+    """Drops everything that remembers which GPU (or none) was found, so the next use looks again."""
+    _cuda._probe.cache_clear()
+    _devices._default = None
+    _kernels._gpu = None
+    sys.modules.pop("cuflow.kernels.gpu", None)  # gpu.py binds the cupy module at import: import it afresh
+    _kernels.__dict__.pop("gpu", None)

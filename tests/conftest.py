@@ -1,9 +1,20 @@
-"""Shared fixtures: the `device` fixture runs a test on the CPU and, marked `gpu`, on the GPU."""
+"""Shared fixtures: the `device` fixture runs a test on the CPU and, marked `gpu`, on the GPU.
+
+The GPU is a real one, or the mock GPU under CUFLOW_MOCK_GPU=1|memcheck|racecheck (docs/testing.md). The sanitizer
+modes restart pytest with the sanitizer runtime preloaded, and skip tests marked `slow_on_mock` (see
+cuflow/kernels/emu/mock_cupy/pytest_plugin.py).
+"""
 import numpy as np
 import pytest
 
 import cuflow
+from cuflow import testing
 from cuflow.kernels import cuda
+from cuflow.kernels.emu.mock_cupy import pytest_plugin as mock_gpu_plugin
+
+
+def pytest_configure(config):
+    mock_gpu_plugin.configure(config)
 
 
 def _gpu_present():
@@ -21,6 +32,13 @@ def device(request):
 
 
 @pytest.fixture
+def mock_gpu():
+    """The mock GPU switched on for one test (in-process); the previous state comes back afterwards."""
+    with testing.mock_gpu() as mode:
+        yield mode
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 
@@ -30,3 +48,4 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not _gpu_present() and "device" not in getattr(item, "fixturenames", ()):
             item.add_marker(skip)
+    mock_gpu_plugin.skip_slow_on_mock(items)

@@ -1,16 +1,31 @@
 """Where the GPU backend gets CuPy from, and whether a usable GPU is present.
 
 This is the one place that imports ``cupy``. Everything above ``cuflow.kernels`` asks :func:`cupy` for the module
-and :func:`gpu_count` for the devices, so a stand-in (the mock GPU) can be put here without touching the backend.
+and :func:`gpu_count` for the devices, so a stand-in can be put here without touching the backend: with
+``CUFLOW_MOCK_GPU=1`` (or ``memcheck`` / ``racecheck``) the module is the mock GPU's
+(:mod:`cuflow.kernels.emu.mock_cupy`: NumPy arrays as device memory, our CUDA kernels compiled for the CPU) and one
+GPU is present. ``cuflow.testing.mock_gpu()`` switches it on inside one process.
 """
 import functools
+import os
 
-__all__ = ["cupy", "gpu_count", "unavailable_reason"]
+__all__ = ["cupy", "gpu_count", "unavailable_reason", "is_mock", "MOCK_ENV"]
+
+MOCK_ENV = "CUFLOW_MOCK_GPU"
+
+
+def is_mock():
+    """True when ``CUFLOW_MOCK_GPU`` asks for the mock GPU (any value but unset, empty or ``0``)."""
+    return os.environ.get(MOCK_ENV, "").strip() not in ("", "0")
 
 
 @functools.lru_cache(maxsize=None)
 def _probe():
     """Returns (cupy module or None, device count, reason it is unavailable)."""
+    if is_mock():
+        from .emu import mock_cupy
+        mock_cupy.sanitizer()  # a value it does not understand raises ValueError here, not a silent "no GPU"
+        return mock_cupy, mock_cupy.cuda.runtime.getDeviceCount(), ""
     try:
         import cupy as cp
     except ImportError:

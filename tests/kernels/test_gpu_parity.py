@@ -204,6 +204,7 @@ def test_matmul_batched(batch_a, batch_b, mnk, transposes, rng):
     check(got, cpu.matmul(a, b, transpose_a=ta, transpose_b=tb), np.matmul(op_a, op_b), dtype)
 
 
+@pytest.mark.slow_on_mock("65535 emulated blocks take ~4 minutes under ThreadSanitizer", modes=("racecheck",))
 def test_matmul_more_batches_than_grid_z(rng):
     """70000 batches > CUDA's 65535 limit on gridDim.z: blocks loop over batches. Tiny matrices, ~2 MB in all."""
     dtype = np.dtype(np.float32)

@@ -52,6 +52,12 @@ class KernelError(RuntimeError):
     """A launch failed in a way the emulator reports without dying (deadlock, divergent warp op, bad config)."""
 
 
+def _compiler_env():
+    """The environment for running the compiler: without the sanitizer runtime this process may have preloaded
+    (a compiler wrapper script under a preloaded libtsan can fail to start)."""
+    return {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
+
+
 @functools.lru_cache(maxsize=None)
 def _compiler():
     """(argv, family, identity line) of the first usable C++ compiler: $CXX, else g++, else clang++."""
@@ -60,9 +66,10 @@ def _compiler():
     for argv in candidates:
         if not argv or not shutil.which(argv[0]):
             continue
-        version = subprocess.run([*argv, "--version"], capture_output=True, text=True).stdout
+        version = subprocess.run([*argv, "--version"], capture_output=True, text=True, env=_compiler_env()).stdout
         family = "clang++" if "clang" in version else "g++"
-        dump = subprocess.run([*argv, "-dumpversion"], capture_output=True, text=True).stdout.strip()
+        dump = subprocess.run([*argv, "-dumpversion"], capture_output=True, text=True,
+                              env=_compiler_env()).stdout.strip()
         major = int(re.match(r"\d+", dump).group()) if re.match(r"\d+", dump) else 0
         if major >= MIN_COMPILERS[family]:
             return tuple(argv), family, version.splitlines()[0] if version else dump
@@ -100,7 +107,8 @@ def sanitizer_env(kind):
         raise ValueError(f"sanitizer must be 'memcheck' or 'racecheck', got {kind!r}")
     argv, family, _ = _compiler()
     library = _RUNTIMES[kind][0][family]
-    path = subprocess.run([*argv, f"-print-file-name={library}"], capture_output=True, text=True).stdout.strip()
+    path = subprocess.run([*argv, f"-print-file-name={library}"], capture_output=True, text=True,
+                          env=_compiler_env()).stdout.strip()
     if not os.path.isabs(path):
         raise CompilerNotFoundError(f"{' '.join(argv)} has no {library}: install its sanitizer runtime")
     if kind == "memcheck":
@@ -223,7 +231,7 @@ def build(source, name_expressions=(), options=(), sanitizer=None, *, filename="
         os.replace(tmp_src, src)  # kept next to the library for debuggers
         tmp = cache / f"{digest}.{unique}.so.tmp"
         command = [*argv, *flags, "-x", "c++", str(src), "-o", str(tmp)]
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = subprocess.run(command, capture_output=True, text=True, env=_compiler_env())
         if result.returncode != 0:
             tmp.unlink(missing_ok=True)
             raise CompileError(f"the mock GPU could not compile {filename}:\n{result.stderr.strip()}\n"
