@@ -5,8 +5,10 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
-# NVRTC from PyPI lets CI compile every CUDA kernel to cubin for sm_80/sm_90 without a GPU.
-NVRTC = ["cuda-bindings>=13.0", "nvidia-cuda-nvrtc>=13.0", "nvidia-cuda-runtime>=13.0"]
+# NVRTC from PyPI lets CI compile every CUDA kernel to cubin for sm_80/sm_90 without a GPU; cuobjdump and nvdisasm
+# read the cubins for the kernel report (registers, spills, SASS instruction mix).
+NVRTC = ["cuda-bindings>=13.0", "nvidia-cuda-nvrtc>=13.0", "nvidia-cuda-runtime>=13.0", "nvidia-cuda-nvdisasm>=13.0",
+         "nvidia-cuda-cuobjdump>=13.0"]
 
 EXTRAS = {
     "cuda12": ["cupy-cuda12x>=13.0", "nvidia-ml-py>=12.0"],
