@@ -8,7 +8,8 @@ import cuflow as tf
 from cuflow import errors, testing
 from cuflow.ops import array as array_ops
 
-from .test_math import FLOATS, _gradient_of, _grads, _raises, _rand
+from .helpers import FLOATS
+from .helpers import gradient_of as _gradient_of, grads as _grads, raises as _raises, rand as _rand
 
 X = np.arange(24, dtype=np.float64).reshape(2, 3, 4) / 7 - 1.5  # distinct values: every index shows up
 

@@ -8,31 +8,9 @@ import cuflow as tf
 from cuflow import errors, testing
 from cuflow.ops import math as math_ops
 
-FLOATS = [np.float64, np.float32]
-TOL = {np.dtype(np.float64): dict(rtol=1e-9, atol=1e-12), np.dtype(np.float32): dict(rtol=2e-5, atol=2e-6)}
-
-
-def _rand(shape, dtype=np.float64, low=-2.0, high=2.0, seed=0):
-    return np.random.default_rng(seed).uniform(low, high, size=shape).astype(dtype)
-
-
-def _assert_close(tensor, expected, dtype):
-    """``tensor`` has ``dtype``, ``expected``'s shape and (to ``dtype``'s precision) its values."""
-    assert isinstance(tensor, tf.Tensor)
-    assert tensor.dtype == dtype, f"dtype {tensor.dtype.name}, expected {np.dtype(dtype).name}"
-    got = np.asarray(tensor)
-    expected = np.asarray(expected)
-    assert got.shape == expected.shape
-    np.testing.assert_allclose(got.astype(np.float64), expected.astype(np.float64), **TOL[np.dtype(dtype)])
-
-
-def _grads(fn, *inputs):
-    """The tape's gradients of ``sum(fn(*inputs))`` for float64 ``inputs`` on the current device, as NumPy."""
-    tensors = [tf.constant(np.asarray(x, np.float64)) for x in inputs]
-    with tf.GradientTape() as tape:
-        tape.watch(tensors)
-        y = fn(*tensors)
-    return [None if g is None else np.asarray(g) for g in tape.gradient(y, tensors)]
+from .helpers import FLOATS
+from .helpers import assert_close as _assert_close, gradient_of as _gradient_of, grads as _grads, rand as _rand
+from .helpers import raises as _raises
 
 
 # --- elementwise unary ops --------------------------------------------------------------------------------------
@@ -465,16 +443,6 @@ def test_second_derivatives_match_analytic(name):
     np.testing.assert_allclose(gg, d2(x), rtol=1e-10)
 
 
-def _gradient_of(fn):
-    """x -> the inner tape's gradient of ``sum(fn(x))``; check_gradients' own tape then differentiates it again."""
-    def gradient(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = fn(x)
-        return tape.gradient(y, x)
-    return gradient
-
-
 _W = _rand((3, 2), seed=10)
 _V = _rand((2, 2), seed=11)
 SECOND_FD = {
@@ -498,15 +466,6 @@ def test_second_derivatives_match_finite_differences(name):
 
 
 # --- bad input ------------------------------------------------------------------------------------------------------
-def _raises(exc, fn, *words):
-    """``fn()`` raises ``exc`` with every one of ``words`` in its message."""
-    with pytest.raises(exc) as info:
-        fn()
-    for word in words:
-        assert word in str(info.value), f"{word!r} not in {str(info.value)!r}"
-    return info.value
-
-
 def test_matmul_inner_dimension_mismatch():
     a, b = tf.ones((2, 3)), tf.ones((4, 5))
     e = _raises(errors.InvalidArgumentError, lambda: tf.matmul(a, b), "matmul", "(2, 3)", "(4, 5)")

@@ -7,27 +7,20 @@ import numpy as np
 import pytest
 
 import cuflow as tf
-import cuflow.nn  # noqa: F401 - makes tf.nn available until cuflow/__init__.py imports it
+
 from cuflow import errors, testing
 from cuflow.ops import conv as conv_ops
 from cuflow.ops import nn as nn_ops
 from cuflow.ops import random as random_ops
 
-FLOATS = [np.float64, np.float32]
+from .helpers import FLOATS, rand as _rand
+
 TOL = {np.dtype(np.float64): dict(rtol=1e-9, atol=1e-12), np.dtype(np.float32): dict(rtol=2e-5, atol=2e-5)}
 
 
-def _rand(shape, dtype=np.float64, low=-2.0, high=2.0, seed=0):
-    return np.random.default_rng(seed).uniform(low, high, size=shape).astype(dtype)
-
-
 def _assert_close(tensor, expected, dtype):
-    """``tensor`` has ``dtype``, ``expected``'s shape and (to ``dtype``'s precision) its values."""
-    assert isinstance(tensor, tf.Tensor)
-    assert tensor.dtype == dtype, f"dtype {tensor.dtype.name}, expected {np.dtype(dtype).name}"
-    got, expected = np.asarray(tensor), np.asarray(expected)
-    assert got.shape == expected.shape, f"shape {got.shape}, expected {expected.shape}"
-    np.testing.assert_allclose(got.astype(np.float64), expected.astype(np.float64), **TOL[np.dtype(dtype)])
+    from .helpers import assert_close
+    assert_close(tensor, expected, dtype, TOL)
 
 
 def _first_gradient(fn, wrt):
