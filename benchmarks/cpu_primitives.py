@@ -200,8 +200,8 @@ def main():
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     cpu, torch = load_cpu_primitives(), load_torch()
-    print(f"numpy {np.__version__}, torch {torch.__version__ + f' ({torch.get_num_threads()} threads)' if torch else 'not installed'}, "
-          f"{os.cpu_count()} CPUs")
+    torch_info = f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else "not installed"
+    print(f"numpy {np.__version__}, torch {torch_info}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     rng = np.random.default_rng(0)
     rows = conv_cases(cpu, torch, rng, args.repeats) + matmul_cases(cpu, torch, rng, args.repeats) \
         + pool_cases(cpu, torch, rng, args.repeats)

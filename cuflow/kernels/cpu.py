@@ -9,13 +9,14 @@ Why convolution is fast here (this is the CPU training path):
 - im2col: :func:`_windows` is a strided *view* ``(N, OH, OW, KH, KW, C)`` of the padded input (no copy).
   :func:`_im2col` copies it a few images at a time into a contiguous ``(rows, KH*KW*C)`` matrix that one BLAS GEMM
   multiplies by the filter reshaped to ``(KH*KW*C, F)``. Chunks are ~2 MiB so the patch matrix is still in cache
-  when the GEMM reads it; a whole-batch im2col goes to RAM and back and measured ~3x slower on the seed CNN.
+  when the GEMM reads it; a whole-batch im2col goes to RAM and back (seed CNN layer 2 forward: ~45 ms vs ~25).
 - backward filter: the same patch chunks, transposed, times ``grad_out``, summed over chunks.
 - backward input (col2im): ``grad_out @ filter^T`` computed as KH*KW separate ``(rows, C)`` blocks, so each block
   is added into the padded input gradient with one strided-slice add per kernel offset whose inner run is a whole
-  output row (``OW*C`` floats) rather than ``C`` floats; that halved col2im's time.
+  output row (``OW*C`` floats) rather than ``C`` floats (seed CNN layer 2: adds ~28 ms -> ~12, GEMMs +5).
 
-Pooling walks the same kernel offsets: KH*KW vectorized NumPy operations, never a Python loop over pixels.
+Pooling reduces each window separably (over its rows, then its columns); the pooling gradients walk the kernel
+offsets like col2im. Loops run over kernel offsets only, never over pixels.
 This module imports only NumPy, so benchmarks and the mock GPU can load it on its own.
 """
 import numpy as np
