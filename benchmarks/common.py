@@ -17,8 +17,8 @@ def per_call_seconds(fn, number=10000, repeat=7):
 
 def refuse_mock_gpu():
     """Benchmarks never report timings of the mock GPU as GPU timings."""
-    import os
-    if os.environ.get("CUFLOW_MOCK_GPU"):
+    from cuflow.kernels import cuda
+    if cuda.is_mock():
         raise SystemExit("benchmarks refuse to run under CUFLOW_MOCK_GPU: the mock GPU runs kernels on the CPU, so "
                          "its timings say nothing about a GPU. Unset CUFLOW_MOCK_GPU.")
 
