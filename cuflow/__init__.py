@@ -12,6 +12,9 @@ from .tape import GradientTape
 from . import ops
 from .ops import *  # noqa: F401,F403
 from . import config, math, nn, random, testing
+from . import losses, metrics, optim
+
+optimizers = optim
 
 __version__ = "0.1.0"
 

@@ -260,11 +260,11 @@ class Variable(Tensor):
         return self if read_value else None
 
     def assign_add(self, delta, read_value=True):
-        self._data = self._data + self._checked(delta, "assign_add")
+        self._data = _xp_of(self._data).asarray(self._data + self._checked(delta, "assign_add"))
         return self if read_value else None
 
     def assign_sub(self, delta, read_value=True):
-        self._data = self._data - self._checked(delta, "assign_sub")
+        self._data = _xp_of(self._data).asarray(self._data - self._checked(delta, "assign_sub"))
         return self if read_value else None
 
     def _checked(self, value, method):
@@ -287,8 +287,8 @@ class Variable(Tensor):
         return data.astype(self._data.dtype, copy=False)
 
     def value(self):
-        """The current value as an immutable Tensor."""
-        return Tensor(self._data)
+        """A snapshot of the current value, as an immutable Tensor (a copy: optimizers update variables in place)."""
+        return Tensor(self._data.copy())
 
     read_value = value
 

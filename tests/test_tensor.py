@@ -92,3 +92,11 @@ def test_python_protocols():
     with pytest.raises(TypeError):
         len(tf.constant(1))
     assert [10, 20, 30][tf.constant(1)] == 20
+
+
+def test_scalar_variable_accumulates():
+    v = tf.Variable(0.0)
+    for _ in range(3):
+        v.assign_add(1.5)
+    v.assign_sub(0.5)
+    assert float(v) == 4.0 and v.shape == ()

@@ -1,0 +1,62 @@
+"""RMSprop: divide the gradient by a running root mean square of recent gradients."""
+from ..ops.base import xp
+from .optimizer import Optimizer
+
+__all__ = ["RMSprop"]
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Keras 3 formulas)::
+
+        velocity = rho * velocity + (1 - rho) * g ** 2
+        average_grad = rho * average_grad + (1 - rho) * g                  # centered only
+        denominator = velocity (- average_grad ** 2 if centered) + epsilon
+        increment = lr * g / sqrt(denominator)
+        momentum_slot = momentum * momentum_slot + increment; var -= momentum_slot    # momentum > 0
+        var -= increment                                                            # otherwise
+
+    Args:
+        learning_rate: float or schedule (default 0.001).
+        rho: decay of the mean square (0.9).
+        momentum: momentum (0.0).
+        epsilon: added inside the square root (1e-7).
+        centered: normalize by an estimate of the gradient's variance instead of its second moment.
+        **kwargs: the base :class:`Optimizer`'s arguments.
+    """
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, name="rmsprop",
+                 **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.rho = rho
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.centered = centered
+
+    def slot_names(self):
+        return ("velocity",) + (("average_grad",) if self.centered else ()) + \
+            (("momentum",) if self.momentum > 0 else ())
+
+    def update(self, var, grad, slots):
+        rho = self.rho
+        velocity = slots["velocity"]
+        velocity *= rho
+        velocity += (1 - rho) * grad * grad
+        if self.centered:
+            average = slots["average_grad"]
+            average *= rho
+            average += (1 - rho) * grad
+            denominator = velocity - average * average + self.epsilon
+        else:
+            denominator = velocity + self.epsilon
+        increment = self._lr * grad / xp(grad).sqrt(denominator)
+        if self.momentum > 0:
+            momentum = slots["momentum"]
+            momentum *= self.momentum
+            momentum += increment
+            var -= momentum
+        else:
+            var -= increment
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
