@@ -13,6 +13,7 @@ from . import ops
 from .ops import *  # noqa: F401,F403
 from . import config, math, nn, random, testing
 from . import losses, metrics, optim
+from . import activations, initializers, regularizers, layers, models, keras
 
 optimizers = optim
 

@@ -256,6 +256,9 @@ def array_of(value, like=None, dtype=None):
         data = value._data
         if like is not None:
             _device.common_device("op", ["input", "argument"], [like, data])
+    elif like is not None and type(value) is type(like) and type(like) is not np.ndarray:
+        data = value  # a raw device array already (CuPy refuses np.asarray on it)
+        _device.common_device("op", ["input", "argument"], [like, data])
     else:
         data = np.asarray(value, dtype=None if dtype is None else dtypes.numpy_dtype(dtype))
         if like is not None and type(like) is not np.ndarray:
