@@ -39,9 +39,13 @@ def _on_gpu(arrays):
 
 def xp(*arrays):
     """The array module (``numpy`` or ``cupy``) for the first array among ``arrays`` (Python numbers skipped)."""
+    if type(arrays[0]) is np.ndarray:  # the common CPU case, decided without a call
+        return np
     return _gpu_backend().cupy if _on_gpu(arrays) else np
 
 
 def backend(*arrays):
     """The primitive module (``kernels.cpu`` or ``kernels.gpu``) for the device of ``arrays``."""
+    if type(arrays[0]) is np.ndarray:
+        return cpu
     return _gpu_backend() if _on_gpu(arrays) else cpu

@@ -92,7 +92,19 @@ class Op:
             inputs = tuple(inputs[0])
             if not inputs:
                 raise ValueError(f"{self.name}: expected a non-empty list of tensors")
-        arrays = self._same_place_arrays(inputs)
+        arrays = None
+        if len(inputs) == 2:  # binary ops on two tensors of one array type and dtype: checked inline, no call
+            x, y = inputs
+            if type(x) in _TENSOR_TYPES and type(y) in _TENSOR_TYPES:
+                dx, dy = x._data, y._data
+                if type(dx) is np.ndarray and type(dy) is np.ndarray and (dx.dtype == dy.dtype or not self.same_dtype):
+                    arrays = (dx, dy)
+            elif type(y) is float and type(x) in _TENSOR_TYPES and x._data.dtype.kind == "f" and self.same_dtype:
+                arrays = (x._data, y)  # tensor * 2.0: the Python float rides along as a kernel argument
+        elif len(inputs) == 1 and type(inputs[0]) in _TENSOR_TYPES:
+            arrays = (inputs[0]._data,)
+        if arrays is None:
+            arrays = self._same_place_arrays(inputs)
         if arrays is None:
             inputs, arrays = self._convert(tuple(inputs))
         try:
