@@ -21,7 +21,6 @@ The gradient function is called as ``gradient(grad, *inputs, out, **attrs)`` and
 """
 import builtins
 import inspect
-import types
 
 import numpy as np
 
@@ -77,10 +76,6 @@ class Op:
 
     def __repr__(self):
         return f"<cuflow op {self.name}>"
-
-    def __get__(self, obj, objtype=None):
-        # lets an op serve directly as a Tensor operator method: Tensor.__add__ = add
-        return self if obj is None else types.MethodType(self, obj)
 
     # --- the call -----------------------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
