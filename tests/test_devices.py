@@ -68,3 +68,17 @@ def test_mixing_devices_raises_naming_both(device):
     with pytest.raises(errors.DeviceMismatchError, match=r"add: .*x is on /GPU:0, y is on /CPU:0"):
         tf.add(on_gpu, on_cpu)
     np.testing.assert_array_equal(tf.add(on_gpu, on_cpu.gpu()).numpy(), [2.0, 4.0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(cuda.is_mock() or not HAS_GPU, reason="NVML facts need real NVIDIA hardware")
+def test_gpu_facts_from_nvml():
+    pytest.importorskip("pynvml")
+    facts = tf.devices.gpu_info(0)
+    assert facts["name"] and facts["memory_total"] > facts["memory_used"] >= 0
+    assert 0 <= facts["utilization_gpu"] <= 100 and facts["driver"]
+
+
+def test_gpu_facts_for_a_missing_gpu_raise():
+    with pytest.raises(errors.UnavailableError):
+        tf.devices.gpu_info(cuda.gpu_count())

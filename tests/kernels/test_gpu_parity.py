@@ -411,3 +411,30 @@ def test_max_pool2d_nan(primitive, rng):
     x, x64 = rand(rng, (1, 4, 4, 2), np.dtype(np.float64))
     x[0, 1, 1, 0] = x64[0, 1, 1, 0] = np.nan
     pool_check(primitive, x, x64, dict(ksize=(2, 2), strides=(2, 2), padding=ZERO), rng, np.dtype(np.float64))
+
+
+# --- every GEMM tiling, forced ----------------------------------------------------------------------------------------
+# The tiling table sends the small shapes above to the 16x16 tiling, so each tiling is also forced here (through
+# CUFLOW_GEMM_TILING) on shapes that cover a whole block tile plus a remainder: under the mock GPU's memcheck and
+# racecheck this is what proves the register-blocked kernels' bounds checks and barriers.
+TILING_MATMUL_SHAPES = [(1, 1, 1), (130, 67, 19), (37, 133, 41)]
+TILING_CONV_CASES = [CONV_CASES[1], next(c for c in CONV_CASES if c.id == "tiles+rem")]
+
+
+@pytest.fixture(params=[t.name for t in gpu.GEMM_TILINGS])
+def gemm_tiling(request, monkeypatch):
+    monkeypatch.setenv(gpu.GEMM_TILING_ENV, request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("transposes", [(False, False), (True, True)], ids=["NN", "TT"])
+@pytest.mark.parametrize("shape", TILING_MATMUL_SHAPES)
+def test_matmul_with_every_tiling(gemm_tiling, shape, transposes, dtype, rng):
+    test_matmul(shape, transposes, dtype, rng)
+
+
+@pytest.mark.parametrize("xshape, kshape, strides, padding, dilations", TILING_CONV_CASES)
+@pytest.mark.parametrize("primitive", CONV_PRIMITIVES)
+def test_conv2d_with_every_tiling(gemm_tiling, primitive, xshape, kshape, strides, padding, dilations, rng):
+    test_conv2d(primitive, xshape, kshape, strides, padding, dilations, np.float32, rng)
