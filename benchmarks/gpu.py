@@ -100,7 +100,8 @@ def run_sanitizers(tools=("memcheck", "racecheck", "synccheck")):
     for tool in tools:
         start = time.perf_counter()
         proc = subprocess.run([sanitizer, "--tool", tool, "--error-exitcode", "99", sys.executable, "-m", "pytest",
-                               "-q", "-x", "-p", "no:cacheprovider", "tests/kernels/test_gpu_parity.py"],
+                               "-q", "-x", "-p", "no:cacheprovider", "tests/kernels/test_gpu_parity.py",
+                               "tests/kernels/test_fused.py"],
                               cwd=ROOT, capture_output=True, text=True, env=env)
         text = proc.stdout + proc.stderr
         found = re.findall(r"ERROR SUMMARY: (\d+) error", text)
@@ -142,21 +143,88 @@ def _result(name, shape, dtype, flops, ours_ms, reference, reference_ms):
             "reference_tflops": round(ref, 3) if ref else None, "ratio": round(ours / ref, 3) if ref else None}
 
 
-def bench_matmul(quick=False):
+# Dense peak TFLOP/s of an H100 SXM (the H200 has the same SMs and clocks), per precision: beside each result.
+PEAK_TFLOPS = {"float32": 67.0, "tf32": 495.0, "bfloat16": 989.0, "float16": 989.0}
+
+
+def _with_peak(row, precision):
     import cupy
+    name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+    name = name.decode() if isinstance(name, bytes) else name
+    row["device_peak_tflops"] = PEAK_TFLOPS[precision] if ("H100" in name or "H200" in name) else None
+    return row
+
+
+def _torch_matmul_ms(a, b, precision, repeat):
+    """cuBLAS through PyTorch on the same CuPy buffers (zero-copy DLPack): the reference for TF32/BF16/FP16."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    ta, tb = torch.from_dlpack(a), torch.from_dlpack(b)
+    try:
+        return _median_ms(lambda: torch.matmul(ta, tb), repeat=repeat)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def bench_matmul(quick=False):
+    """SGEMM (ours: the cp.async-pipelined kernel the table picks, and the register-blocked one with
+    CUFLOW_GEMM_PIPELINE=0) vs cuBLAS FP32; TF32, BF16 and FP16 tensor-core GEMMs vs cuBLAS of the same precision
+    (PyTorch); the fused Dense epilogue (bias + relu in the GEMM) vs cupy.matmul + bias + relu."""
+    import cupy
+    import cuflow
     from cuflow.kernels import gpu
     rng = cupy.random.default_rng(0)
-    shapes = [(1024, 1024, 1024), (4096, 4096, 4096), (128, 128, 784), (128, 10, 5408)]
-    if not quick:
-        shapes.append((8192, 8192, 8192))
+    big = [(4096, 4096, 4096)] + ([] if quick else [(8192, 8192, 8192)])
     rows = []
-    for m, n, k in shapes:
+    for m, n, k in [(1024, 1024, 1024), (128, 128, 784), (128, 10, 5408)] + big:
         a = rng.standard_normal((m, k), dtype=cupy.float32)
         b = rng.standard_normal((k, n), dtype=cupy.float32)
-        ours = _median_ms(lambda: gpu.matmul(a, b), repeat=5 if m >= 8192 else 15)
-        ref = _median_ms(lambda: cupy.matmul(a, b), repeat=5 if m >= 8192 else 15)
-        rows.append(_result("sgemm", [m, n, k], "float32", 2.0 * m * n * k, ours, "cupy.matmul (cuBLAS, TF32 off)",
-                            ref))
+        repeat = 5 if m >= 8192 else 15
+        ref = _median_ms(lambda: cupy.matmul(a, b), repeat=repeat)
+        ours = _median_ms(lambda: gpu.matmul(a, b), repeat=repeat)
+        rows.append(_with_peak(_result("sgemm", [m, n, k], "float32", 2.0 * m * n * k, ours,
+                                       "cupy.matmul (cuBLAS, TF32 off)", ref), "float32"))
+        os.environ[gpu.GEMM_PIPELINE_ENV] = "0"
+        try:
+            blocked = _median_ms(lambda: gpu.matmul(a, b), repeat=repeat)
+        finally:
+            del os.environ[gpu.GEMM_PIPELINE_ENV]
+        rows.append(_with_peak(_result("sgemm register-blocked", [m, n, k], "float32", 2.0 * m * n * k, blocked,
+                                       "cupy.matmul (cuBLAS, TF32 off)", ref), "float32"))
+    for precision in ("tf32", "bfloat16", "float16"):
+        for m, n, k in big:
+            repeat = 5 if m >= 8192 else 15
+            try:
+                dtype = {"tf32": cupy.float32, "float16": cupy.float16}.get(precision)
+                if dtype is None:
+                    import ml_dtypes
+                    dtype = ml_dtypes.bfloat16
+                a = rng.standard_normal((m, k), dtype=cupy.float32).astype(dtype)
+                b = rng.standard_normal((k, n), dtype=cupy.float32).astype(dtype)
+            except Exception as e:  # e.g. a CuPy without bfloat16 arrays
+                rows.append({"name": f"gemm {precision}", "shape": [m, n, k], "dtype": precision, "ours_ms": None,
+                             "ours_tflops": None, "reference": f"not run: {type(e).__name__}: {e}",
+                             "reference_ms": None, "reference_tflops": None, "ratio": None})
+                continue
+            cuflow.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
+            try:
+                ours = _median_ms(lambda: gpu.matmul(a, b), repeat=repeat)
+            finally:
+                cuflow.config.experimental.enable_tensor_float_32_execution(False)
+            ref = _torch_matmul_ms(a, b, precision, repeat)
+            rows.append(_with_peak(_result(f"gemm {precision}", [m, n, k], precision, 2.0 * m * n * k, ours,
+                                           f"torch.matmul (cuBLAS {precision})", ref), precision))
+    for m, n, k in [(128, 128, 784), (4096, 4096, 4096)]:
+        a = rng.standard_normal((m, k), dtype=cupy.float32)
+        b = rng.standard_normal((k, n), dtype=cupy.float32)
+        bias = rng.standard_normal((n,), dtype=cupy.float32)
+        ours = _median_ms(lambda: gpu.fused_matmul(a, b, bias, activation="relu"))
+        ref = _median_ms(lambda: cupy.maximum(cupy.matmul(a, b) + bias, 0))
+        rows.append(_with_peak(_result("dense bias+relu (fused epilogue)", [m, n, k], "float32", 2.0 * m * n * k,
+                                       ours, "cupy.matmul + bias + relu (cuBLAS, TF32 off)", ref), "float32"))
     return rows
 
 
@@ -238,6 +306,60 @@ def bench_pool():
     return [row]
 
 
+# The fused-Adam benchmark: 10M float32 parameters in layers of a model's sizes (weights and biases).
+ADAM_LAYERS = [(2048, 2048), (2048,), (2048, 1024), (1024,), (1024, 2048), (2048,), (1000, 1600), (1600,), (97, 13),
+               (13,)]
+
+
+def bench_fused_adam():
+    """optim.cu's Adam over ~10M parameters (one launch for all tensors) as memory bandwidth, against a device copy
+    measured here: Adam reads variable, gradient, m, v and writes variable, m, v (28 bytes per parameter). The
+    reference row is the copy's time scaled to Adam's bytes, so ``ratio`` is Adam's bandwidth / copy bandwidth
+    (target >= 0.80). Also: the whole ``Adam.apply_gradients`` step and PyTorch's fused Adam, when torch is there."""
+    import cupy
+    import numpy as np
+
+    import cuflow as tf
+    from cuflow import optim
+    from cuflow.kernels import fused
+    rng = cupy.random.default_rng(0)
+    params = [rng.standard_normal(shape, dtype=cupy.float32) for shape in ADAM_LAYERS]
+    grads = [rng.standard_normal(shape, dtype=cupy.float32) for shape in ADAM_LAYERS]
+    count = sum(int(p.size) for p in params)
+    moved = 28.0 * count
+    slots = [(cupy.zeros_like(p), cupy.zeros_like(p)) for p in params]
+    tensors = fused.tensor_list(params, slots)
+    scalars = (np.float32(1e-3), np.float32(0.1), np.float32(0.001), np.float32(1e-7), np.int32(0))
+    ours = _median_ms(lambda: fused.optimizer_update("adam_update", tensors, grads, None, scalars))
+    src = cupy.empty(count * 7 // 2, dtype=cupy.float32)  # a copy moving Adam's 28 bytes per parameter
+    dst = cupy.empty_like(src)
+    copy_ms = _median_ms(lambda: cupy.copyto(dst, src))  # reads and writes 2 * 4 * len(src) bytes = moved
+    rows = [_result("fused adam (optim.cu)", [count, len(ADAM_LAYERS)], "float32", moved / 1e3, ours,
+                    "device copy of the same bytes (cupy.copyto)", copy_ms)]
+    with tf.device("/GPU:0"):
+        variables = [tf.Variable(tf.constant(p)) for p in params]
+        pairs = list(zip([tf.constant(g) for g in grads], variables))
+        adam = optim.Adam(1e-3)
+        step_ms = _median_ms(lambda: adam.apply_gradients(pairs))
+    rows.append(_result("Adam.apply_gradients step", [count, len(ADAM_LAYERS)], "float32", moved / 1e3, step_ms,
+                        "device copy of the same bytes (cupy.copyto)", copy_ms))
+    try:
+        import torch
+        tp = [torch.randn(shape, device="cuda", requires_grad=True) for shape in ADAM_LAYERS]
+        for t in tp:
+            t.grad = torch.randn_like(t)
+        torch_adam = torch.optim.Adam(tp, lr=1e-3, fused=True)
+        torch_ms = _median_ms(torch_adam.step)
+        rows.append(_result("torch fused Adam", [count, len(ADAM_LAYERS)], "float32", moved / 1e3, torch_ms,
+                            "device copy of the same bytes (cupy.copyto)", copy_ms))
+    except Exception as e:  # no torch, or one without CUDA: our rows stand without it
+        rows.append({"name": "error", "error": f"torch fused Adam: {type(e).__name__}: {e}"})
+    for row in rows:
+        if "error" not in row:
+            row["note"] = "'tflops' here is GB/s of the minimal traffic (28 B/parameter); ratio = bandwidth / copy's"
+    return rows
+
+
 # --- report ---------------------------------------------------------------------------------------------------------
 def markdown(report):
     facts = report["facts"]
@@ -278,7 +400,8 @@ def main(argv=None):
         for san in report["sanitizers"]:
             print("sanitizer", san, flush=True)
     report["kernels"] = []
-    for bench in (lambda: bench_matmul(args.quick), lambda: bench_conv(args.quick), bench_pool):
+    for bench in (lambda: bench_matmul(args.quick), lambda: bench_conv(args.quick), bench_pool,
+                  bench_fused_adam):
         try:
             rows = bench()
         except Exception as e:  # one failing family must not lose the others' figures

@@ -16,6 +16,7 @@ import sys
 
 __all__ = [
     "GemmTiling", "GEMM_TILINGS", "GEMM_TILE", "GEMM_THREADS", "POOL_THREADS", "KERNEL_DTYPES", "NVRTC_OPTIONS",
+    "PIPELINED_TILINGS", "MmaTiling", "MMA_TILING", "MMA_PRECISIONS",
     "MODULES", "KernelModule", "gemm_module_name", "CompileError",
     "module_source", "compile_source", "compile_module", "compile_all",
 ]
@@ -34,13 +35,39 @@ class GemmTiling:
     bk: int
     tm: int
     tn: int
+    stages: int = 0  # > 0: matmul_async.cu's cp.async-pipelined SGEMM with this many shared-memory stages
 
     def __str__(self):
-        return f"{self.bm}, {self.bn}, {self.bk}, {self.tm}, {self.tn}"
+        return f"{self.bm}, {self.bn}, {self.bk}, {self.tm}, {self.tn}" + (f", {self.stages}" if self.stages else "")
 
     @property
     def name(self):
-        return f"{self.bm}x{self.bn}"
+        return f"{self.bm}x{self.bn}" + (f"-cp{self.stages}" if self.stages else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class MmaTiling:
+    """A tiling of matmul_async.cu's tensor-core GEMM ``gemm_mma<P, bm, bn, bk, stages>``: 8 warps (2 x 4), each a
+    ``bm/2 x bn/4`` tile of mma tiles, K walked ``bk`` at a time through ``stages`` cp.async stages held in dynamic
+    shared memory (:meth:`shared_bytes`)."""
+    bm: int
+    bn: int
+    bk: int
+    stages: int
+
+    def __str__(self):
+        return f"{self.bm}, {self.bn}, {self.bk}, {self.stages}"
+
+    @property
+    def name(self):
+        return f"{self.bm}x{self.bn}x{self.bk}-cp{self.stages}"
+
+    def shared_bytes(self, element_bytes):
+        """Dynamic shared memory of the kernel: matmul_async.cu's StagedTile sizes for the larger of the two layouts
+        of each operand (k inner: rows x (bk + pad), pad 16 bytes (TF32) or 8 halves; k outer: bk x (rows + 8))."""
+        pad_k = 4 if element_bytes == 4 else 8
+        tile = lambda rows: max(rows * (self.bk + pad_k), self.bk * (rows + 8))  # noqa: E731
+        return self.stages * (tile(self.bm) + tile(self.bn)) * element_bytes
 
 
 # Every tiling gpu.py may launch, largest first (gpu.py's table picks one per problem size). The 16 x 16 one is the
@@ -52,6 +79,18 @@ GEMM_TILINGS = (
     GemmTiling(16, 16, 16, 1, 1),
 )
 GEMM_TILE = GEMM_TILINGS[0]  # the tiling of MODULES[0], the big-problem matmul
+# The cp.async-pipelined versions (float32 only, 16-byte aligned operands; matmul_async.cu) of the big tilings. BK is
+# what keeps 3 stages of both tiles in static shared memory (< 48 KB).
+PIPELINED_TILINGS = (
+    GemmTiling(128, 128, 8, 8, 8, stages=3),
+    GemmTiling(128, 64, 16, 8, 4, stages=3),
+    GemmTiling(64, 64, 16, 4, 4, stages=3),
+)
+# The tensor-core GEMM: 128 x 128 blocks, 3 stages; BK = 16 (TF32, 2 mma k-steps of 8) or 32 (BF16/FP16, 2 of 16).
+MMA_TILING = {"tf32": MmaTiling(128, 128, 16, 3), "16bit": MmaTiling(128, 128, 32, 3)}
+# Precision keys of gemm_mma -> its template argument P, and the tiling each uses.
+MMA_PRECISIONS = {"tf32": ("0", MMA_TILING["tf32"]), "bfloat16": ("1", MMA_TILING["16bit"]),
+                  "float16": ("2", MMA_TILING["16bit"])}
 GEMM_THREADS = 256   # threads per block of every GEMM tiling (matmul.cu's GEMM_THREADS)
 POOL_THREADS = 256   # pooling: threads per block of the 1-D grid-stride kernels
 
@@ -66,24 +105,33 @@ _HERE = pathlib.Path(__file__).resolve().parent
 
 @dataclasses.dataclass(frozen=True)
 class KernelModule:
-    """One CUDA module: ``files`` concatenated in order, exporting ``kernels`` for every dtype in KERNEL_DTYPES.
+    """One CUDA module: ``files`` concatenated in order, exporting ``kernels`` for every key of ``dtypes``.
 
-    ``tile`` gives the kernels' template arguments after the dtype (a GemmTiling: ``gemm<float, 128, 128, 8, 8, 8>``),
-    or is None if they take only the dtype.
+    ``dtypes`` maps a key (a numpy dtype name, or a precision such as ``"tf32"``) to the kernels' first template
+    argument (default KERNEL_DTYPES: ``float32 -> float``). ``tile`` gives the template arguments after it (a
+    GemmTiling: ``gemm<float, 128, 128, 8, 8, 8>``), or is None if they take only the first. ``shared`` maps a key to
+    the dynamic shared memory its kernels are launched with (bytes; the report's occupancy counts it).
     """
     name: str
     files: tuple
     kernels: tuple
-    tile: int = None
+    tile: object = None
+    dtypes: tuple = tuple(KERNEL_DTYPES.items())
+    shared: tuple = ()
 
     def instance(self, kernel, dtype):
-        """The name expression of ``kernel`` for ``dtype`` (a numpy dtype or its name): ``gemm<float, 16, 16, ...>``."""
-        args = [KERNEL_DTYPES[str(dtype)]] + ([] if self.tile is None else [str(self.tile)])
+        """The name expression of ``kernel`` for ``dtype`` (a key of ``dtypes``, or a numpy dtype):
+        ``gemm<float, 16, 16, ...>``."""
+        args = [dict(self.dtypes)[str(dtype)]] + ([] if self.tile is None else [str(self.tile)])
         return f"{kernel}<{', '.join(args)}>"
 
     def instances(self):
         """Every name expression this module exports."""
-        return tuple(self.instance(k, d) for k in self.kernels for d in KERNEL_DTYPES)
+        return tuple(self.instance(k, d) for k in self.kernels for d, _ in self.dtypes)
+
+    def dynamic_shared(self, dtype):
+        """Dynamic shared memory (bytes) the kernels of ``dtype`` are launched with; 0 for static-only kernels."""
+        return dict(self.shared).get(str(dtype), 0)
 
 
 def gemm_module_name(family, tiling):
@@ -99,6 +147,18 @@ MODULES = (
                    ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_filter"), tile=t)
       for t in GEMM_TILINGS),
     KernelModule("pool", ("pool.cu",), ("max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward")),
+    # Fused kernels, launched by fused.py: multi-tensor optimizer updates, softmax cross-entropy, Philox.
+    KernelModule("optim", ("optim.cu",), ("sgd_update", "adam_update", "rmsprop_update", "adagrad_update")),
+    KernelModule("softmax_ce", ("softmax_ce.cu",), ("sparse_softmax_cross_entropy",
+                                                    "sparse_softmax_cross_entropy_backward", "softmax_cross_entropy",
+                                                    "softmax_cross_entropy_backward")),
+    KernelModule("philox", ("philox.cu",), ("philox_uniform", "philox_normal", "philox_truncated_normal")),
+    # The cp.async pipelines need ptx.cuh (NVRTC has no include paths: its text comes first) and matmul.cu's epilogue.
+    *(KernelModule(gemm_module_name("matmul", t), ("ptx.cuh", "matmul.cu", "matmul_async.cu"), ("gemm_pipelined",),
+                   tile=t, dtypes=(("float32", "float"),)) for t in PIPELINED_TILINGS),
+    KernelModule("matmul_mma", ("ptx.cuh", "matmul.cu", "matmul_async.cu"), ("gemm_mma",),
+                 dtypes=tuple((key, f"{p}, {t}") for key, (p, t) in MMA_PRECISIONS.items()),
+                 shared=tuple((key, t.shared_bytes(4 if key == "tf32" else 2)) for key, (_, t) in MMA_PRECISIONS.items())),
 )
 
 

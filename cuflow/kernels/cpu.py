@@ -23,7 +23,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 __all__ = [
-    "matmul", "conv2d", "conv2d_backward_input", "conv2d_backward_filter",
+    "matmul", "fused_matmul", "ACTIVATIONS", "conv2d", "conv2d_backward_input", "conv2d_backward_filter",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
 ]
 
@@ -152,6 +152,56 @@ def matmul(a, b, *, transpose_a=False, transpose_b=False):
         raise ValueError(f"matmul: inner dimensions differ: {a.shape} @ {b.shape} (after transposes)")
     return np.matmul(a, b).astype(dtype, copy=False)
 
+
+
+def _erf(x):
+    """erf elementwise to full precision (Cody's rational approximations, shared with ``cuflow.ops.nn.erf``)."""
+    from ..ops.nn import _erf_array  # noqa: PLC0415  (the ops layer imports this module)
+    return _erf_array(x)
+
+
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))
+    r = 1 / (1 + e)
+    return np.where(x >= 0, r, e * r)
+
+
+# The fused epilogue's activations (gpu.py's ACTIVATIONS has the same names).
+ACTIVATIONS = {
+    "linear": lambda z: z,
+    "relu": lambda z: np.where((z > 0) | np.isnan(z), z, 0).astype(z.dtype, copy=False),  # relu(NaN) = NaN
+    "gelu": lambda z: 0.5 * z * (1 + _erf(z / np.sqrt(2).astype(z.dtype))),
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+}
+
+
+def fused_matmul(a, b, bias=None, residual=None, *, activation="linear", transpose_a=False, transpose_b=False):
+    """``activation(op(a) @ op(b) + bias + residual)``: the NumPy twin of ``gpu.fused_matmul``.
+
+    Args:
+        a, b, transpose_a, transpose_b: as :func:`matmul` (floating dtypes).
+        bias: ``(N,)`` added to every row, or None.
+        residual: broadcastable to the result, added before the activation, or None.
+        activation: ``"linear"``, ``"relu"``, ``"gelu"`` (exact, erf), ``"sigmoid"`` or ``"tanh"``.
+
+    Returns:
+        Array ``(..., M, N)`` of the operands' dtype (2-byte floats computed in float32).
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"fused_matmul: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    dtype = np.result_type(a, b)
+    if not (dtype.kind == "f" or dtype.name == "bfloat16"):
+        raise TypeError(f"fused_matmul: a and b must be floating-point, got {np.asarray(a).dtype} and "
+                        f"{np.asarray(b).dtype}")
+    compute = _compute_dtype(dtype)
+    z = matmul(np.asarray(a).astype(compute, copy=False), np.asarray(b).astype(compute, copy=False),
+               transpose_a=transpose_a, transpose_b=transpose_b)
+    if bias is not None:
+        z = z + np.asarray(bias).astype(compute, copy=False)
+    if residual is not None:
+        z = z + np.asarray(residual).astype(compute, copy=False)
+    return ACTIVATIONS[activation](z).astype(dtype, copy=False)
 
 def conv2d(x, w, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(1, 1)):
     """2-D convolution (cross-correlation, like TensorFlow) of NHWC images with an HWIO filter.
@@ -327,14 +377,23 @@ def max_pool2d_backward(x, out, grad_out, *, ksize, strides, padding=((0, 0), (0
     g = grad_out.astype(compute, copy=False)
     # grad * mask is 4x faster than np.where, and exact unless grad holds inf or NaN (inf * 0 is NaN).
     exact = np.isfinite(g).all()
-    dxp = np.zeros(xp.shape, compute)
+    # Disjoint windows (stride >= window, e.g. the usual 2x2 / 2) send each cell at most one gradient: write it in
+    # place (no temporary, no read-modify-write), and skip zero-filling when the windows tile the padded input.
+    disjoint = strides[0] >= ksize[0] and strides[1] >= ksize[1]
+    tiled = disjoint and all(strides[a] == ksize[a] and out_hw[a] * ksize[a] == xp.shape[1 + a] for a in (0, 1))
+    dxp = (np.empty if tiled else np.zeros)(xp.shape, compute)
     unclaimed = np.ones(out.shape, bool)      # windows whose gradient has not been routed yet
     winner = np.empty(out.shape, bool)
     for _, _, index in _offsets(ksize, out_hw, strides):     # row-major, so ties go to the first max
         np.equal(xp[index], out, out=winner)
         winner &= unclaimed
         unclaimed ^= winner
-        dxp[index] += g * winner if exact else np.where(winner, g, 0)
+        if disjoint and exact:
+            np.multiply(g, winner, out=dxp[index])
+        elif disjoint:
+            dxp[index] = np.where(winner, g, 0)
+        else:
+            dxp[index] += g * winner if exact else np.where(winner, g, 0)
     return _crop(dxp, padding, x.shape).astype(grad_out.dtype, copy=False)
 
 

@@ -4,9 +4,12 @@ The twin of ``cpu.py``: the same functions with the same signatures, CuPy arrays
 the ops layer above; here we only make operands contiguous, allocate outputs and launch. The kernels index every
 legal shape in bounds (sizes up to int32; offsets are 64-bit inside the kernels).
 
-Dtypes: float32 and float64 run our kernels. Other floating dtypes (float16) are computed in float32 by the same
-kernels and cast back. Integer, bool and complex ``matmul`` use ``cupy.matmul``: only the float kernels are ours
-(and only ours can be captured in a CUDA graph). Convolution and pooling take floating dtypes only.
+Dtypes: float32 and float64 run our kernels. bfloat16 and float16 matmuls run the tensor-core GEMM (float32
+accumulate) when their leading dimensions allow 16-byte copies; otherwise, like the other primitives on 2-byte
+floats, they are computed in float32 and cast back. float32 matmul uses TF32 tensor cores only when
+``cuflow.config.experimental.enable_tensor_float_32_execution(True)`` was called. Integer, bool and complex
+``matmul`` use ``cupy.matmul``: only the float kernels are ours (and only ours can be captured in a CUDA graph).
+Convolution and pooling take floating dtypes only. ``CUFLOW_KERNEL_LOG=1`` prints every launch (kernels/log.py).
 """
 import functools
 import math
@@ -14,14 +17,15 @@ import os
 
 import numpy as np
 
-from .compile import (GEMM_THREADS, GEMM_TILINGS, KERNEL_DTYPES, MODULES, NVRTC_OPTIONS, POOL_THREADS,
-                      gemm_module_name, module_source)
+from . import log as _log
+from .compile import (GEMM_THREADS, GEMM_TILINGS, KERNEL_DTYPES, MMA_PRECISIONS, MODULES, NVRTC_OPTIONS,
+                      PIPELINED_TILINGS, POOL_THREADS, gemm_module_name, module_source)
 from .cuda import cupy as _get_cupy
 
 cupy = _get_cupy()
 
 __all__ = [
-    "cupy", "matmul", "conv2d", "conv2d_backward_input", "conv2d_backward_filter",
+    "cupy", "matmul", "fused_matmul", "ACTIVATIONS", "conv2d", "conv2d_backward_input", "conv2d_backward_filter",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
 ]
 
@@ -39,6 +43,14 @@ GEMM_TABLE = (  # (tiling, blocks resident per SM, TFLOP/s on a full GPU)
     (GEMM_TILINGS[3], 5, 6.2),    # 16 x 16 x 16, one output per thread: tiny
 )
 GEMM_TILING_ENV = "CUFLOW_GEMM_TILING"  # e.g. "64x64": force one tiling everywhere (tests, benchmarks)
+# float32 matmuls whose operands allow 16-byte copies run the cp.async-pipelined version of the tiling the table
+# picks (matmul_async.cu), where one exists. Not measured yet on a GPU (no GPU was lent since it was written):
+# CUFLOW_GEMM_PIPELINE=0 keeps the register-blocked kernels, for the benchmark's side-by-side comparison.
+GEMM_PIPELINE_ENV = "CUFLOW_GEMM_PIPELINE"
+PIPELINED = {(t.bm, t.bn): t for t in PIPELINED_TILINGS}
+# Fused epilogue: activation codes of matmul.cu (ACT_*) and its flags.
+ACTIVATIONS = {"linear": 0, "relu": 1, "gelu": 2, "sigmoid": 3, "tanh": 4}
+EPILOGUE_BIAS, EPILOGUE_RESIDUAL = 1, 2
 DEFAULT_SM_COUNT = 132        # when the device cannot be asked (an H100's and an H200's count)
 MAX_GRID_YZ = 65535           # CUDA's limit on gridDim.y and gridDim.z (the gemm kernel loops over extra batches)
 MAX_POOL_BLOCKS = 1 << 20     # pooling kernels loop grid-stride beyond this many blocks
@@ -80,10 +92,13 @@ def _gemm_plan(m, n, k, batches=1, split_k=False):
     forced = os.environ.get(GEMM_TILING_ENV)
     if not forced:
         return _best_gemm_plan(m, n, k, batches, split_k, _sm_count())
-    names = {t.name: t for t in GEMM_TILINGS}
+    names = {t.name: t for t in GEMM_TILINGS + PIPELINED_TILINGS}
     if forced not in names:
         raise ValueError(f"{GEMM_TILING_ENV} must be one of {sorted(names)}, got {forced!r}")
-    return names[forced], _k_slices(names[forced], m, n, k) if split_k else 1
+    tiling = names[forced]
+    if tiling.stages:  # a pipelined tiling: it runs where its operands allow, the blocked one of its shape elsewhere
+        tiling = next(t for t in GEMM_TILINGS if (t.bm, t.bn) == (tiling.bm, tiling.bn))
+    return tiling, _k_slices(tiling, m, n, k) if split_k else 1
 
 
 @functools.lru_cache(maxsize=4096)
@@ -117,28 +132,46 @@ def _device_sm_count(device_id):
     return int(cupy.cuda.runtime.getDeviceProperties(device_id)["multiProcessorCount"])
 
 
-def _launch_gemm(family, kernel, dtype, tiling, m, n, args, splits=1):
-    """Launches ``kernel`` of GEMM ``family`` built for ``tiling`` over an m x n result; z = batches or K slices."""
+def _launch_gemm(family, kernel, dtype, tiling, m, n, args, splits=1, shape=None, module_name=None):
+    """Launches ``kernel`` of GEMM ``family`` built for ``tiling`` over an m x n result; z = batches or K slices.
+
+    ``module_name`` overrides the module (default: ``family``'s module of ``tiling``); ``shape`` is what the kernel
+    log prints (default ``m``, ``n``).
+    """
     if m == 0 or n == 0 or splits == 0:
         return
     _i32(m, n)
     if _cdiv(n, tiling.bn) > MAX_GRID_YZ:
         raise ValueError(f"cuflow's GPU GEMM takes at most {MAX_GRID_YZ * tiling.bn} output columns, got {n}")
     grid = (_cdiv(m, tiling.bm), _cdiv(n, tiling.bn), min(splits, MAX_GRID_YZ))
-    _kernel(gemm_module_name(family, tiling), kernel, dtype)(grid, (GEMM_THREADS,), args)
+    name = module_name or gemm_module_name(family, tiling)
+    module = _MODULES[name]
+    function = _raw_module(name).get_function(module.instance(kernel, dtype))
+    shared = module.dynamic_shared(dtype)
+    if _log.enabled():
+        _log.launch(module.instance(kernel, dtype), name, grid, (GEMM_THREADS,), shape or {"m": m, "n": n}, shared)
+    if shared:
+        if function.max_dynamic_shared_size_bytes < shared:
+            function.max_dynamic_shared_size_bytes = shared
+        function(grid, (GEMM_THREADS,), args, shared_mem=shared)
+    else:
+        function(grid, (GEMM_THREADS,), args)
 
 
-def _launch_pool(kernel, cells, args):
+def _launch_pool(kernel_name, dtype, cells, args, shape):
     """Launches a pooling kernel with one thread per cell, grid-stride beyond MAX_POOL_BLOCKS blocks."""
     if cells:
-        kernel((min(_cdiv(cells, POOL_THREADS), MAX_POOL_BLOCKS),), (POOL_THREADS,), args)
+        grid, block = (min(_cdiv(cells, POOL_THREADS), MAX_POOL_BLOCKS),), (POOL_THREADS,)
+        if _log.enabled():
+            _log.launch(_MODULES["pool"].instance(kernel_name, dtype), "pool", grid, block, shape)
+        _kernel("pool", kernel_name, dtype)(grid, block, args)
 
 
 def _compute_dtype(dtype):
-    """The dtype our kernels compute ``dtype`` in: float16 computes in float32 (no half kernels yet)."""
+    """The dtype our CUDA-core kernels compute ``dtype`` in: float16 and bfloat16 compute in float32."""
     if dtype.name in KERNEL_DTYPES:
         return dtype
-    if dtype.kind == "f":
+    if _is_float(dtype):
         return np.dtype(np.float32)
     raise TypeError(f"cuflow's GPU kernels take floating-point arrays, got {dtype}")
 
@@ -165,19 +198,104 @@ def matmul(a, b, *, transpose_a=False, transpose_b=False):
         ``(..., M, N)``; leading batch axes broadcast like ``numpy.matmul``.
     """
     dtype = cupy.result_type(a, b)
-    if dtype.kind != "f":  # integers, bools, complex: CuPy's own matmul, our kernels are float only
+    if not _is_float(dtype):  # integers, bools, complex: CuPy's own matmul, our kernels are float only
         return cupy.matmul(a.swapaxes(-1, -2) if transpose_a else a, b.swapaxes(-1, -2) if transpose_b else b)
+    return _gemm(a, b, transpose_a, transpose_b, None, None, "linear", dtype)
+
+
+def fused_matmul(a, b, bias=None, residual=None, *, activation="linear", transpose_a=False, transpose_b=False):
+    """``activation(op(a) @ op(b) + bias + residual)`` in one GEMM: the epilogue adds and activates in registers.
+
+    Args:
+        a, b, transpose_a, transpose_b: as :func:`matmul` (floating dtypes).
+        bias: ``(N,)``, added to every row; None for none.
+        residual: broadcastable to the result ``(..., M, N)``, added before the activation; None for none.
+        activation: ``"linear"``, ``"relu"``, ``"gelu"`` (exact, erf), ``"sigmoid"`` or ``"tanh"``.
+
+    Returns:
+        ``(..., M, N)`` in the operands' dtype.
+    """
+    dtype = cupy.result_type(a, b)
+    if not _is_float(dtype):
+        raise TypeError(f"fused_matmul: a and b must be floating-point, got {a.dtype} and {b.dtype}")
+    return _gemm(a, b, transpose_a, transpose_b, bias, residual, activation, dtype)
+
+
+def _is_float(dtype):
+    return dtype.kind == "f" or dtype.name == "bfloat16"
+
+
+def _activation_code(activation):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"fused_matmul: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    return ACTIVATIONS[activation]
+
+
+def _tf32_enabled():
+    from .. import config  # noqa: PLC0415  (config imports the devices layer, which imports this package)
+    return config.experimental.tensor_float_32_execution_enabled()
+
+
+def _gemm_kernel(dtype, m, n, k, ta, tb, batches):
+    """(compute dtype, kernel, module name, tiling) of the GEMM that runs this problem.
+
+    - bfloat16 / float16 with every leading dimension a multiple of 8: the tensor-core GEMM (``gemm_mma``);
+    - float32 with TF32 enabled and leading dimensions multiples of 4: the tensor-core GEMM in TF32;
+    - float32 with leading dimensions multiples of 4: the cp.async-pipelined SGEMM of the tiling GEMM_TABLE picks
+      (where one exists and CUFLOW_GEMM_PIPELINE is not 0);
+    - anything else: matmul.cu's register-blocked GEMM (2-byte floats computed in float32).
+    """
+    lda, ldb = (m if ta else k), (k if tb else n)
+    if dtype.name in ("bfloat16", "float16") and lda % 8 == 0 and ldb % 8 == 0:
+        _, tiling = MMA_PRECISIONS[dtype.name]
+        return dtype, "gemm_mma", "matmul_mma", tiling, dtype.name
     compute = _compute_dtype(dtype)
-    m, k = (a.shape[-1], a.shape[-2]) if transpose_a else a.shape[-2:]
-    n = b.shape[-2] if transpose_b else b.shape[-1]
+    aligned = compute.name == "float32" and lda % 4 == 0 and ldb % 4 == 0
+    if aligned and _tf32_enabled():
+        _, tiling = MMA_PRECISIONS["tf32"]
+        return compute, "gemm_mma", "matmul_mma", tiling, "tf32"
+    tiling, _ = _gemm_plan(m, n, k, batches)
+    forced = os.environ.get(GEMM_TILING_ENV, "")
+    pipelined = PIPELINED.get((tiling.bm, tiling.bn))
+    if forced:
+        use = pipelined is not None and forced == pipelined.name
+    else:
+        use = pipelined is not None and os.environ.get(GEMM_PIPELINE_ENV, "1") != "0"
+    if aligned and use:
+        return compute, "gemm_pipelined", gemm_module_name("matmul", pipelined), pipelined, compute.name
+    return compute, "gemm", gemm_module_name("matmul", tiling), tiling, compute.name
+
+
+def _aligned16(*arrays):
+    return all(x.data.ptr % 16 == 0 for x in arrays)
+
+
+def _gemm(a, b, ta, tb, bias, residual, activation, dtype):
+    act = _activation_code(activation)
+    m, k = (a.shape[-1], a.shape[-2]) if ta else a.shape[-2:]
+    n = b.shape[-2] if tb else b.shape[-1]
     batch_shape = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
     batches = math.prod(batch_shape)
+    compute, kernel, module_name, tiling, key = _gemm_kernel(dtype, m, n, k, ta, tb, batches)
     a, stride_a = _batched_operand(a, batch_shape, compute)
     b, stride_b = _batched_operand(b, batch_shape, compute)
+    if kernel != "gemm" and not _aligned16(a, b):  # a view at an odd offset: 16-byte copies would fault
+        a, b = cupy.array(a, copy=True), cupy.array(b, copy=True)
     out = cupy.empty(batch_shape + (m, n), dtype=compute)
-    args = (a, b, out, *_i32(m, n, k, transpose_a, transpose_b, batches), np.int64(stride_a), np.int64(stride_b))
-    tiling, _ = _gemm_plan(m, n, k, batches)
-    _launch_gemm("matmul", "gemm", compute, tiling, m, n, args, splits=batches)
+    flags = 0
+    bias_arg = residual_arg = out  # any array where the flags say "none"
+    if bias is not None:
+        bias_arg, flags = cupy.ascontiguousarray(bias, dtype=compute), flags | EPILOGUE_BIAS
+    if residual is not None:
+        residual_arg = cupy.ascontiguousarray(cupy.broadcast_to(residual, out.shape), dtype=compute)
+        flags |= EPILOGUE_RESIDUAL
+    args = (a, b, out, *_i32(m, n, k, ta, tb, batches), np.int64(stride_a), np.int64(stride_b), bias_arg,
+            residual_arg, *_i32(flags, act))
+    shape = {"m": m, "n": n, "k": k, "batches": batches, "op": ("T" if ta else "N") + ("T" if tb else "N")}
+    if flags or act:
+        shape["epilogue"] = "+".join(["bias"] * bool(flags & EPILOGUE_BIAS) + ["residual"] * bool(
+            flags & EPILOGUE_RESIDUAL) + [activation])
+    _launch_gemm("matmul", kernel, key, tiling, m, n, args, splits=batches, shape=shape, module_name=module_name)
     return out.astype(dtype, copy=False)
 
 
@@ -201,6 +319,11 @@ def _conv_geometry(input_shape, filter_shape, output_shape, strides, padding, di
     return _i32(n, h, w, c, kh, kw, f, oh, ow, *strides, padding[0][0], padding[1][0], *dilations)
 
 
+def _conv_shape(input_shape, filter_shape, strides, padding, dilations):
+    return (f"input={tuple(input_shape)} filter={tuple(filter_shape)} strides={tuple(strides)} "
+            f"padding={tuple(map(tuple, padding))} dilations={tuple(dilations)}")
+
+
 def conv2d(x, w, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(1, 1)):
     """2-D convolution (cross-correlation, like TensorFlow) of NHWC ``x`` with HWIO ``w``; returns NHWC.
 
@@ -215,7 +338,8 @@ def conv2d(x, w, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(1, 1)):
     geometry = _conv_geometry(x.shape, w.shape, out.shape, strides, padding, dilations)
     m, k = n * oh * ow, kh * kw * x.shape[3]
     tiling, _ = _gemm_plan(m, f, k)
-    _launch_gemm("conv2d", "conv2d_forward", compute, tiling, m, f, (x, w, out, *geometry))
+    _launch_gemm("conv2d", "conv2d_forward", compute, tiling, m, f, (x, w, out, *geometry),
+                 shape=_conv_shape(x.shape, w.shape, strides, padding, dilations))
     return out.astype(dtype, copy=False)
 
 
@@ -229,7 +353,8 @@ def conv2d_backward_input(grad_out, w, input_shape, *, strides=(1, 1), padding=(
     geometry = _conv_geometry(input_shape, w.shape, grad_out.shape, strides, padding, dilations)
     m, k = n * h * wd, w.shape[0] * w.shape[1] * w.shape[3]
     tiling, _ = _gemm_plan(m, c, k)
-    _launch_gemm("conv2d", "conv2d_backward_input", compute, tiling, m, c, (grad_out, w, dx, *geometry))
+    _launch_gemm("conv2d", "conv2d_backward_input", compute, tiling, m, c, (grad_out, w, dx, *geometry),
+                 shape=_conv_shape(input_shape, w.shape, strides, padding, dilations))
     return dx.astype(dtype, copy=False)
 
 
@@ -250,7 +375,8 @@ def conv2d_backward_filter(x, grad_out, filter_shape, *, strides=(1, 1), padding
     partial = cupy.empty((splits, *filter_shape), dtype=compute)
     geometry = _conv_geometry(x.shape, filter_shape, grad_out.shape, strides, padding, dilations)
     args = (x, grad_out, partial, *_i32(chunk), *geometry)
-    _launch_gemm("conv2d", "conv2d_backward_filter", compute, tiling, m, f, args, splits=splits)
+    _launch_gemm("conv2d", "conv2d_backward_filter", compute, tiling, m, f, args, splits=splits,
+                 shape=f"{_conv_shape(x.shape, filter_shape, strides, padding, dilations)} k_slices={splits}")
     dw = partial[0] if splits == 1 else partial.sum(axis=0)
     return dw.astype(dtype, copy=False)
 
@@ -269,7 +395,8 @@ def _pool_forward(kernel_name, x, ksize, strides, padding):
     (x,) = _contiguous(compute, x)
     geometry, out_shape = _pool_geometry(x.shape, ksize, strides, padding)
     out = cupy.empty(out_shape, dtype=compute)
-    _launch_pool(_kernel("pool", kernel_name, compute), out.size, (x, out, *geometry))
+    _launch_pool(kernel_name, compute, out.size, (x, out, *geometry),
+                 {"input": tuple(x.shape), "ksize": tuple(ksize), "strides": tuple(strides)})
     return out.astype(dtype, copy=False)
 
 
@@ -289,7 +416,8 @@ def max_pool2d_backward(x, out, grad_out, *, ksize, strides, padding=((0, 0), (0
     x, out, grad_out = _contiguous(compute, x, out, grad_out)
     geometry, _ = _pool_geometry(x.shape, ksize, strides, padding)
     dx = cupy.empty(x.shape, dtype=compute)
-    _launch_pool(_kernel("pool", "max_pool2d_backward", compute), dx.size, (x, out, grad_out, dx, *geometry))
+    _launch_pool("max_pool2d_backward", compute, dx.size, (x, out, grad_out, dx, *geometry),
+                 {"input": tuple(x.shape), "ksize": tuple(ksize), "strides": tuple(strides)})
     return dx.astype(dtype, copy=False)
 
 
@@ -299,5 +427,6 @@ def avg_pool2d_backward(grad_out, input_shape, *, ksize, strides, padding=((0, 0
     (grad_out,) = _contiguous(compute, grad_out)
     geometry, _ = _pool_geometry(input_shape, ksize, strides, padding)
     dx = cupy.empty(tuple(input_shape), dtype=compute)
-    _launch_pool(_kernel("pool", "avg_pool2d_backward", compute), dx.size, (grad_out, dx, *geometry))
+    _launch_pool("avg_pool2d_backward", compute, dx.size, (grad_out, dx, *geometry),
+                 {"input": tuple(input_shape), "ksize": tuple(ksize), "strides": tuple(strides)})
     return dx.astype(dtype, copy=False)

@@ -22,9 +22,89 @@
 // Grid of `gemm`: x = ceil(M / BM) row tiles, y = ceil(N / BN) column tiles, z = batch entries (a block loops over
 // batch entries z, z + gridDim.z, ... so any batch count fits CUDA's 65535 limit on gridDim.z). Block: (256, 1, 1).
 
+// Epilogue (every GEMM kernel of matmul.cu and matmul_async.cu): out = act(acc + bias[col] + residual[row, col]),
+// bias and residual optional (flags), act one of the ACT_* codes below (gpu.py's ACTIVATIONS has the same numbers).
+
 #define GEMM_TILING_PARAMS int BM, int BN, int BK, int TM, int TN
 #define GEMM_TILING BM, BN, BK, TM, TN
 #define GEMM_THREADS 256
+
+// --- Fused epilogue -----------------------------------------------------------------------------------------------
+#define ACT_LINEAR 0
+#define ACT_RELU 1
+#define ACT_GELU 2     // exact: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), Keras's default (approximate=False)
+#define ACT_SIGMOID 3
+#define ACT_TANH 4
+#define EPILOGUE_BIAS 1      // flags: bias (n,) is added to every row
+#define EPILOGUE_RESIDUAL 2  // residual, shaped like the output, is added (before the activation)
+
+__device__ __forceinline__ float act_erf(float x) { return erff(x); }
+__device__ __forceinline__ double act_erf(double x) { return erf(x); }
+__device__ __forceinline__ float act_exp(float x) { return expf(x); }
+__device__ __forceinline__ double act_exp(double x) { return exp(x); }
+__device__ __forceinline__ float act_tanh(float x) { return tanhf(x); }
+__device__ __forceinline__ double act_tanh(double x) { return tanh(x); }
+
+// act(v) for one of the ACT_* codes (any other code is linear; the launcher validates names).
+template <typename T>
+__device__ __forceinline__ T activate(T v, int activation)
+{
+    switch (activation) {
+    case ACT_RELU:
+        return v > T(0) || v != v ? v : T(0);  // relu(NaN) = NaN, as max(x, 0) in NumPy
+    case ACT_GELU:
+        return T(0.5) * v * (T(1) + act_erf(v * T(0.70710678118654752440)));
+    case ACT_SIGMOID: {  // exp(-|v|) never overflows, and the tail below 0 keeps its relative precision
+        const T e = act_exp(v < T(0) ? v : -v);
+        const T r = T(1) / (T(1) + e);
+        return v >= T(0) ? r : e * r;
+    }
+    case ACT_TANH:
+        return act_tanh(v);
+    default:
+        return v;
+    }
+}
+
+// What a GEMM does with each accumulator before storing it: bias, residual and activation.
+// The transcendental activations (gelu, sigmoid, tanh: erf/exp/tanh are 20-60 instructions each) are NOT applied in
+// the unrolled store of the TM x TN accumulators: inlined 64 times per transpose pair they made the cubins 7x larger
+// and ptxas minutes slower. The store writes the pre-activation (`operator()`); then, if `deferred()`, each thread
+// re-reads its own outputs in a rolled loop (`deferred_loop`, one copy of the activation code) and activates them in
+// place: same thread, same addresses, so program order suffices (no barrier), and the re-read hits L1/L2. It costs
+// one extra read and write of the output tile, small beside the K-long GEMM.
+template <typename T>
+struct Epilogue {
+    const T* bias;      // (n,), read when flags & EPILOGUE_BIAS
+    const T* residual;  // like the output (offset to the batch entry), read when flags & EPILOGUE_RESIDUAL
+    int flags;
+    int activation;
+
+    __device__ T operator()(T acc, long long index, int col) const
+    {
+        if (flags & EPILOGUE_BIAS) acc += bias[col];
+        if (flags & EPILOGUE_RESIDUAL) acc += residual[index];
+        return activation == ACT_RELU ? activate(acc, ACT_RELU) : acc;
+    }
+
+    __device__ bool deferred() const { return activation >= ACT_GELU; }
+
+    // out[index] = act(out[index]) for every in-bounds output `at(e)` gives (e < count): at(e, row, col).
+    template <typename At>
+    __device__ void deferred_loop(T* out, int count, int m, int n, const At& at) const
+    {
+        if (!deferred()) return;
+#pragma unroll 1
+        for (int e = 0; e < count; ++e) {
+            int row, col;
+            at(e, row, col);
+            if (row < m && col < n) {
+                const long long index = (long long)row * n + col;
+                out[index] = activate(out[index], activation);
+            }
+        }
+    }
+};
 
 // Element (i, j) of op(X), where X is stored row-major with leading dimension ld; TRANSPOSED reads X[j][i].
 // Every loader says, in columns_adjacent, whether (i, j) and (i, j + 1) are neighbours in memory (else (i, j) and
@@ -118,10 +198,11 @@ __device__ __forceinline__ int run_offset(int i, int thread_coord)
 }
 
 // out[row, col] = sum over p in [k_begin, k_end) of A(row, p) * B(p, col) over the block's BM x BN tile of the
-// m x n row-major result. Every thread of the block must call it (it synchronizes); no thread returns early.
+// m x n row-major result, through `epilogue`. Every thread of the block must call it (it synchronizes); no thread
+// returns early.
 template <typename T, GEMM_TILING_PARAMS, typename LoadA, typename LoadB>
 __device__ void tile_gemm(GemmShared<T, GEMM_TILING>& shared, const LoadA& load_a, const LoadB& load_b, T* out,
-                          int m, int n, long long k_begin, long long k_end)
+                          int m, int n, long long k_begin, long long k_end, const Epilogue<T>& epilogue = {})
 {
     static_assert(BM == 16 * TM && BN == 16 * TN, "the block is a 16 x 16 grid of threads");
 
@@ -190,39 +271,53 @@ __device__ void tile_gemm(GemmShared<T, GEMM_TILING>& shared, const LoadA& load_
         for (int j = 0; j < TN; ++j) {
             const int col = n0 + run_offset<TN>(j, tx);
             if (row < m && col < n) {
-                out[(long long)row * n + col] = acc[i][j];
+                const long long index = (long long)row * n + col;
+                out[index] = epilogue(acc[i][j], index, col);
             }
         }
     }
+    epilogue.deferred_loop(out, TM * TN, m, n, [&](int e, int& row, int& col) {
+        row = m0 + run_offset<TM>(e / TN, ty);
+        col = n0 + run_offset<TN>(e % TN, tx);
+    });
 }
 
 template <typename T, GEMM_TILING_PARAMS, bool TRANSPOSE_A, bool TRANSPOSE_B>
 __device__ void gemm_batches(GemmShared<T, GEMM_TILING>& shared, const T* a, const T* b, T* c, int m, int n, int k,
-                             int batches, long long batch_stride_a, long long batch_stride_b)
+                             int batches, long long batch_stride_a, long long batch_stride_b, Epilogue<T> epilogue)
 {
+    const T* residual = epilogue.residual;
     for (int batch = blockIdx.z; batch < batches; batch += gridDim.z) {
         const MatrixLoad<T, TRANSPOSE_A> load_a{a + batch * batch_stride_a, TRANSPOSE_A ? m : k};
         const MatrixLoad<T, TRANSPOSE_B> load_b{b + batch * batch_stride_b, TRANSPOSE_B ? k : n};
-        tile_gemm<T, GEMM_TILING>(shared, load_a, load_b, c + (long long)batch * m * n, m, n, 0, k);
+        epilogue.residual = residual + (long long)batch * m * n;
+        tile_gemm<T, GEMM_TILING>(shared, load_a, load_b, c + (long long)batch * m * n, m, n, 0, k, epilogue);
     }
 }
 
-// c[batch] = op(a[batch]) @ op(b[batch]), c contiguous (batches, m, n). a is stored (m, k), or (k, m) when
+// c[batch] = epilogue(op(a[batch]) @ op(b[batch])), c contiguous (batches, m, n). a is stored (m, k), or (k, m) when
 // transpose_a; b is stored (k, n), or (n, k) when transpose_b. A batch stride of 0 broadcasts that operand.
+// bias (n,) and residual (batches, m, n) are read only when `flags` says so (pass any array otherwise).
 // Each transpose pair gets its own copy of the core, so every load walks memory the contiguous way.
 template <typename T, GEMM_TILING_PARAMS>
 __global__ void __launch_bounds__(GEMM_THREADS)
 gemm(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c, int m, int n, int k, int transpose_a,
-     int transpose_b, int batches, long long batch_stride_a, long long batch_stride_b)
+     int transpose_b, int batches, long long batch_stride_a, long long batch_stride_b, const T* __restrict__ bias,
+     const T* __restrict__ residual, int flags, int activation)
 {
     __shared__ GemmShared<T, GEMM_TILING> shared;
+    const Epilogue<T> epi{bias, residual, flags, activation};
     if (transpose_a && transpose_b) {
-        gemm_batches<T, GEMM_TILING, true, true>(shared, a, b, c, m, n, k, batches, batch_stride_a, batch_stride_b);
+        gemm_batches<T, GEMM_TILING, true, true>(shared, a, b, c, m, n, k, batches, batch_stride_a, batch_stride_b,
+                                                 epi);
     } else if (transpose_a) {
-        gemm_batches<T, GEMM_TILING, true, false>(shared, a, b, c, m, n, k, batches, batch_stride_a, batch_stride_b);
+        gemm_batches<T, GEMM_TILING, true, false>(shared, a, b, c, m, n, k, batches, batch_stride_a, batch_stride_b,
+                                                  epi);
     } else if (transpose_b) {
-        gemm_batches<T, GEMM_TILING, false, true>(shared, a, b, c, m, n, k, batches, batch_stride_a, batch_stride_b);
+        gemm_batches<T, GEMM_TILING, false, true>(shared, a, b, c, m, n, k, batches, batch_stride_a, batch_stride_b,
+                                                  epi);
     } else {
-        gemm_batches<T, GEMM_TILING, false, false>(shared, a, b, c, m, n, k, batches, batch_stride_a, batch_stride_b);
+        gemm_batches<T, GEMM_TILING, false, false>(shared, a, b, c, m, n, k, batches, batch_stride_a, batch_stride_b,
+                                                   epi);
     }
 }

@@ -6,7 +6,8 @@ NVIDIA's ``cuda-bindings``, cached per process) and reads each cubin with ``cuob
 (``nvidia-cuda-cuobjdump``; its ``-sass`` needs ``nvdisasm`` from ``nvidia-cuda-nvdisasm``). One row per kernel
 instance:
 
-- ``registers`` per thread, ``shared_bytes`` (static shared memory per block), ``spill_bytes`` (per-thread local
+- ``registers`` per thread, ``shared_bytes`` (static shared memory per block), ``dynamic_shared_bytes`` (what
+  the launcher passes, from compile.py's table; the occupancy counts both), ``spill_bytes`` (per-thread local
   memory: ``STACK + LOCAL`` of ``cuobjdump -res-usage``; NVRTC cubins use the ABI, so ptxas puts register spills and
   local arrays in the stack frame and reports them as STACK, with LOCAL 0), and ``ldl``/``stl``, the local-memory
   loads and stores in the SASS (spill traffic);
@@ -16,7 +17,7 @@ instance:
 - the theoretical occupancy (``blocks_per_sm``, ``warps_per_sm``, ``occupancy`` = warps / max warps, and
   ``limited_by``), computed as CUDA's occupancy calculator (``cuda_occupancy.h``) does, see :func:`occupancy`;
 - the instruction mix of the SASS: ``hmma``/``hgmma`` (tensor cores, ``mma.sync``/``wgmma``), ``ldgsts``
-  (``cp.async``), ``lds128``/``sts128``/``ldg128`` (16-byte shared loads, shared stores, global loads), ``ffma``,
+  (``cp.async``; ``ldgsts128`` the 16-byte ones), ``lds128``/``sts128``/``ldg128`` (16-byte shared loads, shared stores, global loads), ``ffma``,
   ``dfma``, ``bar_sync`` (``__syncthreads``), ``instructions`` (all but the ``NOP`` padding), and ``opcodes``, the
   count of every mnemonic (``LDG.E.128.CONSTANT`` counts as ``LDG``).
 
@@ -248,6 +249,7 @@ def instruction_mix(opcodes):
         "hmma": count("HMMA"),
         "hgmma": count("HGMMA"),
         "ldgsts": count("LDGSTS"),
+        "ldgsts128": count("LDGSTS", "128"),  # 16-byte cp.async: a 16-byte global load straight into shared memory
         "lds128": count("LDS", "128"),
         "sts128": count("STS", "128"),
         "ldg128": count("LDG", "128"),
@@ -361,6 +363,8 @@ def analyze_cubin(cubin, arch, module="", threads=None, tools=None):
     module_name = module if isinstance(module, str) else module.name
     default_threads = threads if threads is not None else _table_threads(None if isinstance(module, str) else module)
     names = demangle(usage)
+    dynamic = {} if isinstance(module, str) else {
+        module.instance(k, d): module.dynamic_shared(d) for k in module.kernels for d, _ in module.dtypes}
     rows = []
     for mangled, res in usage.items():
         if mangled in bounds:
@@ -373,6 +377,7 @@ def analyze_cubin(cubin, arch, module="", threads=None, tools=None):
         if reserved_in_shared and shared >= ARCH_LIMITS[arch].reserved_smem_per_block:
             shared -= ARCH_LIMITS[arch].reserved_smem_per_block  # static shared as ptxas -v and the driver count it
         opcodes = sass.get(mangled, collections.Counter())
+        dynamic_shared = dynamic.get(names[mangled], 0)  # what the launcher passes (compile.py's table)
         row = {
             "module": module_name,
             "kernel": names[mangled],
@@ -380,12 +385,13 @@ def analyze_cubin(cubin, arch, module="", threads=None, tools=None):
             "arch": arch,
             "registers": res.get("REG", 0),
             "shared_bytes": shared,
+            "dynamic_shared_bytes": dynamic_shared,
             "spill_bytes": res.get("STACK", 0) + res.get("LOCAL", 0),
             "stack_bytes": res.get("STACK", 0),
             "local_bytes": res.get("LOCAL", 0),
             "threads": block,
             "threads_from": source,
-            **occupancy(arch, res.get("REG", 0), block, shared),
+            **occupancy(arch, res.get("REG", 0), block, shared + dynamic_shared),
             **instruction_mix(opcodes),
             "opcodes": dict(_mnemonics(opcodes)),
         }
@@ -435,7 +441,7 @@ def report(archs=kernels_compile.ARCHS, modules=None, jobs=1):
 # --- Command line ---------------------------------------------------------------------------------------------------
 COLUMNS = (  # (header, key, width)
     ("module", "module", 14), ("kernel", "kernel", 50), ("arch", "arch", 6), ("reg", "registers", 4),
-    ("smem", "shared_bytes", 6), ("spill", "spill_bytes", 5), ("thr", "threads", 4), ("blk/SM", "blocks_per_sm", 6),
+    ("smem", "shared_bytes", 6), ("dsmem", "dynamic_shared_bytes", 6), ("spill", "spill_bytes", 5), ("thr", "threads", 4), ("blk/SM", "blocks_per_sm", 6),
     ("warp/SM", "warps_per_sm", 7), ("occ", "occupancy", 5), ("limit", "limited_by", 9), ("hmma", "hmma", 5),
     ("hgmma", "hgmma", 5), ("ldgsts", "ldgsts", 6), ("lds128", "lds128", 6), ("ldg128", "ldg128", 6),
     ("ffma", "ffma", 5), ("dfma", "dfma", 5), ("bar", "bar_sync", 4), ("ldl/stl", None, 7),

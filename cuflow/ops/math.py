@@ -17,7 +17,7 @@ __all__ = [
     "equal", "not_equal", "less", "less_equal", "greater", "greater_equal", "logical_and", "logical_or",
     "logical_not", "logical_xor", "is_nan", "is_inf", "is_finite",
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_any", "reduce_all",
-    "reduce_logsumexp", "reduce_variance", "reduce_std", "argmax", "argmin", "matmul", "add_n",
+    "reduce_logsumexp", "reduce_variance", "reduce_std", "argmax", "argmin", "matmul", "fused_matmul", "add_n",
     "unbroadcast", "cumsum",
 ]
 
@@ -656,3 +656,98 @@ def _(grad, a, b, out, transpose_a=False, transpose_b=False, adjoint_a=False, ad
         gb = matmul(grad, a, transpose_a=True, transpose_b=ta) if tb else matmul(a, grad, transpose_a=not ta)
         gb = unbroadcast(gb, b.shape)
     return ga, gb
+
+
+FUSED_ACTIVATIONS = ("linear", "relu", "gelu", "sigmoid", "tanh")
+
+
+@op(inputs=("a", "b", "bias", "residual"))
+def fused_matmul(a, b, bias=None, residual=None, activation="linear", transpose_a=False, transpose_b=False):
+    """``activation(matmul(a, b) + bias + residual)`` in one GEMM: on the GPU the bias, residual and activation are
+    applied in the kernel's epilogue, while the results are still in registers (no intermediate tensors).
+
+    ``Dense`` layers call it. The gradient uses the saved output for ``relu``, ``sigmoid`` and ``tanh``; ``gelu``
+    recomputes the pre-activation (one more GEMM in the backward pass).
+
+    Args:
+        a: tensor of rank >= 2, ``(..., M, K)`` (``(..., K, M)`` with ``transpose_a``).
+        b: tensor of rank >= 2, ``(..., K, N)`` (``(..., N, K)`` with ``transpose_b``).
+        bias: ``(N,)``, added to every row; None for none.
+        residual: broadcastable to the result ``(..., M, N)``, added before the activation; None for none.
+        activation: ``"linear"``, ``"relu"``, ``"gelu"`` (exact, with erf), ``"sigmoid"`` or ``"tanh"``.
+        transpose_a, transpose_b: as in :func:`matmul`.
+
+    Returns:
+        A tensor of shape ``(..., M, N)``.
+
+    Raises:
+        cuflow.errors.InvalidArgumentError (a ValueError): an unknown activation; shapes that do not fit (as :func:`matmul`; bias not ``(N,)``; a
+            residual that does not broadcast to the result).
+
+    Example:
+
+    >>> import cuflow as tf
+    >>> from cuflow.ops.math import fused_matmul
+    >>> fused_matmul(tf.ones((2, 3)), tf.ones((3, 4)), tf.fill((4,), -4.0), activation="relu").numpy()
+    array([[0., 0., 0., 0.],
+           [0., 0., 0., 0.]], dtype=float32)
+    """
+    if activation not in FUSED_ACTIVATIONS:  # InvalidArgumentError is a ValueError
+        raise errors.InvalidArgumentError(
+            f"fused_matmul: activation must be one of {list(FUSED_ACTIVATIONS)}, got {activation!r}")
+    out_shape = _matmul_shape("fused_matmul", a, b, transpose_a, transpose_b)
+    if bias is not None and tuple(bias.shape) != out_shape[-1:]:
+        raise errors.InvalidArgumentError(
+            f"fused_matmul: bias must have shape ({out_shape[-1]},) (the result's last axis), got {tuple(bias.shape)}")
+    if residual is not None:
+        try:
+            if np.broadcast_shapes(tuple(residual.shape), out_shape) != out_shape:
+                raise ValueError
+        except ValueError:
+            raise errors.InvalidArgumentError(
+                f"fused_matmul: residual with shape {tuple(residual.shape)} does not broadcast to the result's "
+                f"shape {out_shape}") from None
+    return backend(a).fused_matmul(a, b, bias, residual, activation=activation, transpose_a=transpose_a,
+                                   transpose_b=transpose_b)
+
+
+def _matmul_shape(name, a, b, ta, tb):
+    """The result shape of ``matmul(a, b)`` with those transposes; InvalidArgumentError when it has none."""
+    if a.ndim < 2 or b.ndim < 2:
+        raise errors.InvalidArgumentError(
+            f"{name}: both inputs must have rank >= 2, got a with shape {tuple(a.shape)} and b with shape "
+            f"{tuple(b.shape)}")
+    ka = a.shape[-2] if ta else a.shape[-1]
+    kb = b.shape[-1] if tb else b.shape[-2]
+    if ka != kb:
+        raise errors.InvalidArgumentError(
+            f"{name}: inner dimensions differ: a has shape {tuple(a.shape)}{' (transposed)' if ta else ''}, b has "
+            f"shape {tuple(b.shape)}{' (transposed)' if tb else ''}; {ka} != {kb}")
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise errors.InvalidArgumentError(f"{name}: batch dimensions of a {tuple(a.shape)} and b {tuple(b.shape)} "
+                                          "do not broadcast") from None
+    return tuple(batch) + (a.shape[-1] if ta else a.shape[-2], b.shape[-2] if tb else b.shape[-1])
+
+
+@fused_matmul.gradient
+def _(grad, a, b, bias, residual, out, activation="linear", transpose_a=False, transpose_b=False,
+      needs=(True, True, True, True)):
+    from . import nn  # noqa: PLC0415  (nn imports this module)
+    if activation == "relu":
+        grad = nn._where_grad(out > 0, grad)
+    elif activation == "sigmoid":
+        grad = grad * out * (1 - out)
+    elif activation == "tanh":
+        grad = grad * (1 - out * out)
+    elif activation == "gelu":  # not recoverable from the output: recompute the pre-activation
+        z = fused_matmul(a, b, bias, residual, transpose_a=transpose_a, transpose_b=transpose_b)
+        grad = nn.gelu.grad_fn(grad, z, None)
+    ga, gb = matmul.grad_fn(grad, a, b, None, transpose_a=transpose_a, transpose_b=transpose_b, needs=needs[:2])
+    gbias = gres = None
+    if bias is not None and needs[2]:
+        gbias = reduce_sum(grad, axis=tuple(range(grad.ndim - 1))) if grad.ndim > 1 else grad
+    if residual is not None and needs[3]:
+        gres = unbroadcast(grad, residual.shape)
+    return ga, gb, gbias, gres

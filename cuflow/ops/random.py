@@ -3,10 +3,17 @@
 Philox (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011; the generator behind cuRAND, JAX
 and TensorFlow's stateless ops) is *counter-based*: block ``i`` of a stream is the pure function
 ``philox(key, counter + i)``, four 32-bit words. So a stream's whole state is two Python ints, a 64-bit key and
-a 128-bit counter (:class:`Generator`). A draw builds ``counter + arange(blocks)`` on the device, runs the ten
-rounds as uint64 multiply / shift / xor in NumPy or CuPy (the same code), and moves the counter past the blocks
-it used. No array crosses between host and device, the integer bits are bitwise the same on both devices, and
-floats made from them differ at most by the last-ulp differences of ``log``/``sin``/``cos`` between NumPy and CuPy.
+a 128-bit counter (:class:`Generator`). A draw takes the next blocks and moves the counter past them. On the CPU it
+builds ``counter + arange(blocks)`` and runs the ten rounds as uint64 multiply / shift / xor in NumPy; on the GPU
+uniform, normal and truncated normal floats come from one launch of ``cuflow/kernels/philox.cu`` (scale and shift
+included), which follows the NumPy code here bit for bit (integers, shuffles and the stateless key derivation run
+the NumPy code on CuPy arrays). No array crosses between host and device, uniform floats and integers are bitwise
+the same on both devices, and normals differ at most by the last-ulp differences of ``log``/``sin``/``cos``.
+
+What a block makes (``philox.cu`` documents the same): 4 uniform float32 (24 bits of one word each) or 2 float64
+(53 bits of two words); Box-Muller turns each pair of uniforms ``(u_2p, u_2p+1)`` of a block into the normals
+``2p`` (cos) and ``2p + 1`` (sin). Truncated normal value ``i`` owns block ``i``: the first of its normals within
+2 standard deviations, else (probability 0.0455 ** 4 in float32) the same with ``2**96 * round`` added to the counter.
 
 Seeds follow TensorFlow (``tf.random.set_seed``): a call's stream is chosen by (global seed, op seed), and every
 call moves that stream on, so two calls differ while re-running a program after ``set_seed`` repeats it:
@@ -70,15 +77,19 @@ def philox4x32(counter, key, rounds=10):
     return c0, c1, c2, c3
 
 
+def _philox_blocks(xp, key, counter, index, attempt=0):
+    """The four words (uint64 arrays) of blocks ``counter + index`` (a uint64 array), plus ``attempt * 2**96``."""
+    low, high = counter % _TWO64, counter >> 64
+    index = index + np.uint64(low)
+    carry = (index < np.uint64(low)).astype(xp.uint64)  # the low 64 bits wrapped: carry into the high ones
+    high = carry + np.uint64((high + (attempt << 32)) % _TWO64)
+    return philox4x32((index & _MASK32, index >> _SHIFT32, high & _MASK32, high >> _SHIFT32),
+                      (key & 0xFFFFFFFF, key >> 32))
+
+
 def _philox_words(xp, key, counter, count):
     """``count`` random 32-bit words (in a uint64 array) from blocks ``counter, counter + 1, ...``."""
-    blocks = -(-count // 4)
-    low, high = counter % _TWO64, counter >> 64
-    index = xp.arange(blocks, dtype=xp.uint64) + np.uint64(low)
-    carry = (index < np.uint64(low)).astype(xp.uint64)  # the low 64 bits wrapped: carry into the high ones
-    high = carry + np.uint64(high)
-    words = philox4x32((index & _MASK32, index >> _SHIFT32, high & _MASK32, high >> _SHIFT32),
-                       (key & 0xFFFFFFFF, key >> 32))
+    words = _philox_blocks(xp, key, counter, xp.arange(-(-count // 4), dtype=xp.uint64))
     return xp.stack(words, axis=-1).reshape(-1)[:count]
 
 
@@ -101,8 +112,8 @@ class Generator:
     Every draw takes the next counters, so two draws differ; two Generators made ``from_seed`` with the same seed
     give the same numbers, on either device. Draws land on the current device.
 
-    This class is the one place random state lives: keeping it on the device (for CUDA-graph capture) changes
-    :meth:`words` and nothing else.
+    This class is the one place random state lives: every draw takes its blocks through :meth:`reserve`, so keeping
+    the counter on the device (for CUDA-graph capture) changes that method and the kernels' counter argument only.
 
     Example:
 
@@ -135,13 +146,16 @@ class Generator:
     def __repr__(self):
         return f"<cuflow.random.Generator key={self.key:#018x} counter={self.counter}>"
 
-    def words(self, xp, count):
-        """The next ``count`` random 32-bit words as a uint64 array of module ``xp``; moves the counter on."""
-        blocks = -(-count // 4)
+    def reserve(self, blocks):
+        """Takes the next ``blocks`` Philox blocks: returns the counter of the first and moves the counter on."""
         with self._lock:
             counter = self.counter
             self.counter = (counter + blocks) % (1 << 128)
-        return _philox_words(xp, self.key, counter, count)
+        return counter
+
+    def words(self, xp, count):
+        """The next ``count`` random 32-bit words as a uint64 array of module ``xp``; moves the counter on."""
+        return _philox_words(xp, self.key, self.reserve(-(-count // 4)), count)
 
     def words64(self, xp, count):
         """The next ``count`` random 64-bit integers (two words each) as a uint64 array of module ``xp``."""
@@ -152,15 +166,17 @@ class Generator:
         """See :func:`cuflow.random.normal`."""
         shape, dtype = _shape(shape, "normal"), _float_dtype(dtype, "normal")
         xp = _current_xp()
-        z = _standard_normal(xp, self, _count(shape), _compute_dtype(dtype))
-        return _finish(xp, z, shape, dtype, stddev, mean, "normal")
+        scale, shift, rest = _split_affine(stddev, mean)
+        z = _standard_normal(xp, self, _count(shape), _compute_dtype(dtype), scale, shift)
+        return _finish(xp, z, shape, dtype, *rest, "normal")
 
     def truncated_normal(self, shape, mean=0.0, stddev=1.0, dtype=dtypes.float32, name=None):
         """See :func:`cuflow.random.truncated_normal`."""
         shape, dtype = _shape(shape, "truncated_normal"), _float_dtype(dtype, "truncated_normal")
         xp = _current_xp()
-        z = _truncated_standard_normal(xp, self, _count(shape), _compute_dtype(dtype))
-        return _finish(xp, z, shape, dtype, stddev, mean, "truncated_normal")
+        scale, shift, rest = _split_affine(stddev, mean)
+        z = _truncated_standard_normal(xp, self, _count(shape), _compute_dtype(dtype), scale, shift)
+        return _finish(xp, z, shape, dtype, *rest, "truncated_normal")
 
     def uniform(self, shape, minval=0, maxval=None, dtype=dtypes.float32, name=None):
         """See :func:`cuflow.random.uniform`."""
@@ -170,29 +186,62 @@ class Generator:
         if dtype.is_integer:
             return Tensor(_uniform_ints(xp, self, shape, minval, maxval, dtype))
         dtype = _float_dtype(dtype, "uniform")
-        u = _unit_floats(xp, self, _count(shape), _compute_dtype(dtype))
         if maxval is None:
             maxval = 1.0
         if not isinstance(minval, Tensor) and not isinstance(maxval, Tensor):
             span = float(maxval) - float(minval)
         else:
             span = constant(maxval, dtype=dtype) - constant(minval, dtype=dtype)
-        return _finish(xp, u, shape, dtype, span, minval, "uniform")
+        scale, shift, rest = _split_affine(span, minval)
+        u = _unit_floats(xp, self, _count(shape), _compute_dtype(dtype), scale=scale, shift=shift)
+        return _finish(xp, u, shape, dtype, *rest, "uniform")
 
 
 # --- turning words into numbers ------------------------------------------------------------------------------------
-def _unit_floats(xp, stream, count, ftype, offset=0.0):
-    """``count`` uniform floats ``(k + offset) * 2**-bits`` with k a random ``bits``-bit integer.
+def _kernels(xp):
+    """cuflow.kernels.fused (philox.cu's launchers) when drawing on the GPU, else None."""
+    if xp is np:
+        return None
+    from ..kernels import fused
+    return fused
+
+
+def _split_affine(scale, shift):
+    """``(scale, shift, rest)``: Python-number parameters are applied where the values are made (in the kernel on the
+    GPU), ``rest`` is what :func:`_finish` still applies (tensor parameters, which broadcast)."""
+    if isinstance(scale, Tensor) or isinstance(shift, Tensor) or np.ndim(scale) or np.ndim(shift):
+        return 1.0, 0.0, (scale, shift)
+    return float(scale), float(shift), (1.0, 0.0)
+
+
+def _affine(values, scale, shift):
+    """``values * scale + shift`` in place, each step rounded on its own and skipped when it changes nothing."""
+    ftype = values.dtype.type
+    if scale != 1.0:
+        values *= ftype(scale)
+    if shift != 0.0:
+        values += ftype(shift)
+    return values
+
+
+def _per_block(ftype):
+    return 2 if ftype == np.float64 else 4
+
+
+def _units(xp, words, ftype, offset):
+    """The uniform floats ``(k + offset) * 2**-bits`` of Philox blocks (four word arrays): a ``(blocks, 4)`` float32
+    array (k: 24 bits of each word) or ``(blocks, 2)`` float64 (k: 53 bits of two words).
 
     offset 0 gives [0, 1), 1 gives (0, 1] and 0.5 gives (0, 1) (one bit fewer, so that ``k + 0.5`` stays exact).
-    float32 takes 24 bits of one word, float64 53 bits of two: every value is exact, so both devices agree bitwise.
+    Every value is exact, so both devices agree bitwise.
     """
+    w = xp.stack(words, axis=-1)
     if ftype == np.float64:
         bits = 52 if offset == 0.5 else 53
-        k = stream.words64(xp, count) >> np.uint64(64 - bits)
+        k = ((w[:, 0::2] << _SHIFT32) | w[:, 1::2]) >> np.uint64(64 - bits)
     else:
         bits = 23 if offset == 0.5 else 24
-        k = stream.words(xp, count) >> np.uint64(32 - bits)
+        k = w >> np.uint64(32 - bits)
     u = k.astype(ftype)
     if offset:
         u += ftype(offset)
@@ -200,29 +249,59 @@ def _unit_floats(xp, stream, count, ftype, offset=0.0):
     return u
 
 
-def _standard_normal(xp, stream, count, ftype):
-    """Box–Muller: each pair of uniforms in (0, 1] gives two normals, ``r cos(t)`` and ``r sin(t)``."""
-    pairs = -(-count // 2)
-    u = _unit_floats(xp, stream, 2 * pairs, ftype, offset=1.0)
-    radius = xp.sqrt(ftype(-2.0) * xp.log(u[:pairs]))
-    angle = ftype(2.0 * math.pi) * u[pairs:]
-    return xp.concatenate([radius * xp.cos(angle), radius * xp.sin(angle)])[:count]
+def _normals(xp, units):
+    """Box–Muller on the ``(blocks, n)`` units in (0, 1]: pair ``(u_2p, u_2p+1)`` gives ``r cos(t)``, ``r sin(t)``."""
+    ftype = units.dtype.type
+    radius = xp.sqrt(ftype(-2.0) * xp.log(units[:, 0::2]))
+    angle = ftype(2.0 * math.pi) * units[:, 1::2]
+    return xp.stack([radius * xp.cos(angle), radius * xp.sin(angle)], axis=-1).reshape(units.shape)
 
 
-def _truncated_standard_normal(xp, stream, count, ftype):
-    """Normals with ``|z| <= 2``: the ones outside are re-drawn from the next counters until none are left.
+def _unit_floats(xp, stream, count, ftype, offset=0.0, scale=1.0, shift=0.0):
+    """``count`` uniform floats (see :func:`_units`), then ``* scale + shift``."""
+    blocks = -(-count // _per_block(ftype))
+    counter = stream.reserve(blocks)
+    kernels = _kernels(xp)
+    if kernels is not None:
+        return kernels.philox_uniform(stream.key, counter, count, ftype, offset, scale, shift)
+    words = _philox_blocks(xp, stream.key, counter, xp.arange(blocks, dtype=xp.uint64))
+    return _affine(_units(xp, words, ftype, offset).reshape(-1)[:count], scale, shift)
 
-    Deterministic on both devices: the positions to refill are taken in index order each round. About 4.6% of
-    draws are rejected, so a million values need about five rounds (each reads one count back to the host).
+
+def _standard_normal(xp, stream, count, ftype, scale=1.0, shift=0.0):
+    """``count`` normals, Box–Muller on uniforms in (0, 1] (see :func:`_normals`), then ``* scale + shift``."""
+    blocks = -(-count // _per_block(ftype))
+    counter = stream.reserve(blocks)
+    kernels = _kernels(xp)
+    if kernels is not None:
+        return kernels.philox_normal(stream.key, counter, count, ftype, scale, shift)
+    words = _philox_blocks(xp, stream.key, counter, xp.arange(blocks, dtype=xp.uint64))
+    return _affine(_normals(xp, _units(xp, words, ftype, 1.0)).reshape(-1)[:count], scale, shift)
+
+
+def _truncated_standard_normal(xp, stream, count, ftype, scale=1.0, shift=0.0):
+    """Normals with ``|z| <= 2``, then ``* scale + shift``: value i is the first such normal of block
+    ``counter + i``, else of the same block in round 1, 2, ... (``2**96 * round`` added to the counter).
+
+    The stream moves by exactly ``count`` blocks whatever was rejected, so no count is read back from the device;
+    on the GPU each value runs its own rounds inside one launch. Here, each round redraws the values still missing.
     """
-    z = _standard_normal(xp, stream, count, ftype)
-    todo = xp.flatnonzero(xp.abs(z) > 2)
+    counter = stream.reserve(count)
+    kernels = _kernels(xp)
+    if kernels is not None:
+        return kernels.philox_truncated_normal(stream.key, counter, count, ftype, scale, shift)
+    z = xp.empty(count, dtype=ftype)
+    todo = xp.arange(count, dtype=xp.uint64)
+    attempt = 0
     while todo.size:
-        fresh = _standard_normal(xp, stream, int(todo.size), ftype)
-        good = xp.abs(fresh) <= 2
-        z[todo[good]] = fresh[good]
-        todo = todo[~good]
-    return z
+        candidates = _normals(xp, _units(xp, _philox_blocks(xp, stream.key, counter, todo, attempt), ftype, 1.0))
+        inside = xp.abs(candidates) <= 2
+        found = inside.any(axis=1)
+        first = inside.argmax(axis=1)
+        z[todo[found]] = candidates[xp.flatnonzero(found), first[found]]
+        todo = todo[~found]
+        attempt += 1
+    return _affine(z, scale, shift)
 
 
 def _uniform_ints(xp, stream, shape, minval, maxval, dtype):
@@ -260,10 +339,7 @@ def _finish(xp, values, shape, dtype, scale, shift, what):
                                               f"{tuple(out.shape)}, not the requested shape {shape}")
         values = out
     else:
-        if float(scale) != 1.0:
-            values *= ftype(scale)
-        if float(shift) != 0.0:
-            values += ftype(shift)
+        values = _affine(values, float(scale), float(shift))
     if values.dtype != dtype.numpy_dtype:
         values = values.astype(dtype.numpy_dtype)
     return Tensor(values)

@@ -86,3 +86,82 @@ extern "C" __global__ void cp_async_stage_sum_racy(const float* x, float* out, i
 {
     cp_async_stage_sum_impl<false>(x, out, tiles);
 }
+
+// One warp computes D (16x8) = A (16x16) * B (16x8) + C with one mma.m16n8k16 (P = 1: bfloat16, 2: float16), A and
+// B given row-major as raw 16-bit values. Both go through shared memory and ldmatrix.x4, as in matmul_async.cu: A
+// [m][k] without .trans; B stored [k][n] and read with .trans, or (kTransB) stored [n][k] and read without. Rows are
+// padded to 24 elements (48 bytes, 16-byte aligned). kSwapped exchanges A registers a1 and a2 (a layout bug).
+template <int P, bool kTransB, bool kSwapped>
+__device__ void mma_tile_16bit_impl(const unsigned short* A, const unsigned short* B, const float* C, float* D)
+{
+    __shared__ __align__(16) unsigned short sa[16][24];
+    __shared__ __align__(16) unsigned short sb[16][24];
+    const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3, j = lane / 8, r = lane % 8;
+    for (int i = lane; i < 16 * 24; i += 32) {
+        sa[i / 24][i % 24] = 0;
+        sb[i / 24][i % 24] = 0;
+    }
+    __syncwarp();
+    for (int i = lane; i < 256; i += 32) sa[i / 16][i % 16] = A[i];
+    for (int i = lane; i < 128; i += 32) {
+        if (kTransB) sb[i % 8][i / 8] = B[i];   // sb[n][k]
+        else sb[i / 8][i % 8] = B[i];           // sb[k][n]
+    }
+    __syncwarp();
+    unsigned a[4], q[4];
+    ldmatrix_x4(a, &sa[r + 8 * (j % 2)][8 * (j / 2)]);
+    if (kSwapped) {
+        unsigned tmp = a[1];
+        a[1] = a[2];
+        a[2] = tmp;
+    }
+    if (kTransB) ldmatrix_x4(q, &sb[r + 8 * (j / 2)][8 * (j % 2)]);
+    else ldmatrix_x4_trans(q, &sb[r + 8 * (j % 2)][8 * (j / 2)]);
+    const unsigned b[2] = {q[0], q[1]};
+    float c[4], d[4];
+    for (int i = 0; i < 4; ++i) c[i] = C[(g + 8 * (i >> 1)) * 8 + 2 * t + (i & 1)];
+    if (P == 1) mma_m16n8k16_bf16(d, a, b, c);
+    else mma_m16n8k16_f16(d, a, b, c);
+    for (int i = 0; i < 4; ++i) D[(g + 8 * (i >> 1)) * 8 + 2 * t + (i & 1)] = d[i];
+}
+
+extern "C" __global__ void mma_tile_bf16(const unsigned short* A, const unsigned short* B, const float* C, float* D)
+{
+    mma_tile_16bit_impl<1, false, false>(A, B, C, D);
+}
+
+extern "C" __global__ void mma_tile_bf16_trans_b(const unsigned short* A, const unsigned short* B, const float* C,
+                                                 float* D)
+{
+    mma_tile_16bit_impl<1, true, false>(A, B, C, D);
+}
+
+extern "C" __global__ void mma_tile_f16(const unsigned short* A, const unsigned short* B, const float* C, float* D)
+{
+    mma_tile_16bit_impl<2, false, false>(A, B, C, D);
+}
+
+extern "C" __global__ void mma_tile_f16_trans_b(const unsigned short* A, const unsigned short* B, const float* C,
+                                                float* D)
+{
+    mma_tile_16bit_impl<2, true, false>(A, B, C, D);
+}
+
+extern "C" __global__ void mma_tile_bf16_swapped(const unsigned short* A, const unsigned short* B, const float* C,
+                                                 float* D)
+{
+    mma_tile_16bit_impl<1, false, true>(A, B, C, D);
+}
+
+// The 16-bit conversions: x -> bfloat16 / float16 bits (round to nearest even) and back to float.
+extern "C" __global__ void convert_16bit(const float* x, unsigned short* bf, unsigned short* h, float* bf_back,
+                                         float* h_back, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        bf[i] = float_to_bf16(x[i]);
+        h[i] = float_to_f16(x[i]);
+        bf_back[i] = bf16_to_float(bf[i]);
+        h_back[i] = f16_to_float(h[i]);
+    }
+}

@@ -22,14 +22,19 @@ def test_every_kernel_compiles_to_cubin(module, arch):
 def test_table_lists_every_cu_file():
     kernel_dir = pathlib.Path(kernels_compile.__file__).parent
     listed = {name for module in kernels_compile.MODULES for name in module.files}
-    assert listed == {path.name for path in kernel_dir.glob("*.cu")}
+    assert {name for name in listed if name.endswith(".cu")} == {path.name for path in kernel_dir.glob("*.cu")}
+    assert listed - {path.name for path in kernel_dir.glob("*.cu*")} == set()
 
 
-def test_every_kernel_has_float32_and_float64_instances():
+def test_every_kernel_has_an_instance_per_dtype():
     instances = kernels_compile.MODULES[0].instances()
     assert instances == (f"gemm<float, {kernels_compile.GEMM_TILE}>", f"gemm<double, {kernels_compile.GEMM_TILE}>")
     for module in kernels_compile.MODULES:
-        assert len(module.instances()) == 2 * len(module.kernels)
+        assert len(module.instances()) == len(module.dtypes) * len(module.kernels)
+    mma = next(m for m in kernels_compile.MODULES if m.name == "matmul_mma")
+    assert mma.instances() == ("gemm_mma<0, 128, 128, 16, 3>", "gemm_mma<1, 128, 128, 32, 3>",
+                               "gemm_mma<2, 128, 128, 32, 3>")
+    assert mma.dynamic_shared("bfloat16") == 3 * 2 * 128 * (32 + 8) * 2  # the k-inner layout is the larger
 
 
 _PTX_KERNEL = r'''

@@ -15,7 +15,8 @@ from cuflow.kernels import emu
 HEADER = Path(kernels_compile.__file__).parent / "ptx.cuh"
 KERNELS = Path(__file__).parent / "ptx_kernels.cu"
 KERNEL_NAMES = ("mma_tile_tf32", "mma_tile_tf32_swapped", "round_tf32", "cp_async_stage_sum",
-                "cp_async_stage_sum_racy")
+                "cp_async_stage_sum_racy", "mma_tile_bf16", "mma_tile_bf16_trans_b", "mma_tile_f16",
+                "mma_tile_f16_trans_b", "mma_tile_bf16_swapped", "convert_16bit")
 PACKAGE_ROOT = Path(kernels_compile.__file__).parents[2]
 STAGE_THREADS, TILE = 64, 256  # ptx_kernels.cu's cp_async_stage_sum
 
@@ -119,6 +120,68 @@ def test_cp_async_stage_sum_matches_numpy(module, blocks, tiles):
     np.testing.assert_allclose(out, expected.ravel(), rtol=1e-5, atol=1e-5)
 
 
+def _half_types():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    return {"bf16": np.dtype(ml_dtypes.bfloat16), "f16": np.dtype(np.float16)}
+
+
+def test_16bit_conversions_match_numpy_rounding(module):
+    """float -> bfloat16 / float16 bits round to nearest even (NumPy's and ml_dtypes' casts), and back exactly."""
+    types = _half_types()
+    rng = np.random.default_rng(5)
+    specials = [0.0, -0.0, 1.0, 1 + 2.0 ** -8, 1 + 3 * 2.0 ** -8, 1 + 2.0 ** -11, 1 + 3 * 2.0 ** -11, 65504.0, 65520.0,
+                65519.0, 1e5, 6.0e-8, 2.0 ** -25, 3 * 2.0 ** -25, 2.0 ** -14, 2.0 ** -15 * 1.5, 3.0e38, np.inf, -np.inf]
+    x = np.concatenate([np.array(specials, np.float32), rng.standard_normal(2000).astype(np.float32) * 10.0 ** rng.
+                        integers(-9, 6, 2000)]).astype(np.float32)
+    n = x.size
+    bf, h = np.zeros(n, np.uint16), np.zeros(n, np.uint16)
+    bf_back, h_back = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    module.get_function("convert_16bit")(((n + 127) // 128,), (128,), (x, bf, h, bf_back, h_back, np.int32(n)))
+    with np.errstate(over="ignore"):  # 1e5 and 3e38 overflow float16 to Inf, as they should
+        want_bf, want_h = x.astype(types["bf16"]), x.astype(types["f16"])
+    np.testing.assert_array_equal(bf, want_bf.view(np.uint16))
+    np.testing.assert_array_equal(h, want_h.view(np.uint16))
+    np.testing.assert_array_equal(bf_back, want_bf.astype(np.float32))
+    np.testing.assert_array_equal(h_back, want_h.astype(np.float32))
+    nan = np.full(1, np.nan, np.float32)
+    outs = [np.zeros(1, np.uint16), np.zeros(1, np.uint16), np.zeros(1, np.float32), np.zeros(1, np.float32)]
+    module.get_function("convert_16bit")((1,), (32,), (nan, *outs, np.int32(1)))
+    assert np.isnan(outs[2][0]) and np.isnan(outs[3][0])
+
+
+def mma16(module, name, a, b, c):
+    d = np.full((16, 8), np.nan, np.float32)
+    module.get_function(name)((1,), (32,), (a.view(np.uint16), b.view(np.uint16), c, d), order="random", seed=3)
+    return d
+
+
+@pytest.mark.parametrize("kind", ["bf16", "f16"])
+@pytest.mark.parametrize("layout", ["", "_trans_b"], ids=["b-k-outer-ldmatrix.trans", "b-k-inner-ldmatrix"])
+def test_mma_m16n8k16_through_ldmatrix_matches_numpy(module, kind, layout):
+    """ldmatrix (with and without .trans) puts A and B in the PTX ISA's m16n8k16 fragments, and the mma gives
+    NumPy's float64 product of the 16-bit values (summed in float32: ~1e-6 relative)."""
+    dtype = _half_types()[kind]
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((16, 16)).astype(dtype)
+    b = rng.standard_normal((16, 8)).astype(dtype)
+    c = rng.standard_normal((16, 8)).astype(np.float32)
+    expected = a.astype(np.float64) @ b.astype(np.float64) + c
+    scale = np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)) + np.abs(c)
+    d = mma16(module, f"mma_tile_{kind}{layout}", a, b, c)
+    assert np.all(np.abs(d - expected) <= 1e-6 * scale), np.abs(d - expected).max()
+
+
+def test_swapped_16bit_fragment_register_gives_a_large_error(module):
+    dtype = _half_types()["bf16"]
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((16, 16)).astype(dtype)
+    b = rng.standard_normal((16, 8)).astype(dtype)
+    c = np.zeros((16, 8), np.float32)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.abs(mma16(module, "mma_tile_bf16", a, b, c) - expected).max() < 1e-4
+    assert np.abs(mma16(module, "mma_tile_bf16_swapped", a, b, c) - expected).max() > 1.0
+
+
 # --- (c) the emulations are clean under memcheck and racecheck ------------------------------------------------
 @pytest.mark.parametrize("sanitizer", ["memcheck", "racecheck"])
 def test_ptx_kernels_pass_the_sanitizers(module, sanitizer):
@@ -134,6 +197,9 @@ def test_ptx_kernels_pass_the_sanitizers(module, sanitizer):
         c, d = np.zeros((16, 8), np.float32), np.zeros((16, 8), np.float32)
         m.get_function("mma_tile_tf32")((1,), (32,), (a, b, c, d))
         assert np.abs(d - a.astype(np.float64) @ b).max() < 0.05
+        a16, b16 = rng.standard_normal((16, 16)).astype(np.float16), rng.standard_normal((16, 8)).astype(np.float16)
+        m.get_function("mma_tile_f16_trans_b")((1,), (32,), (a16.view(np.uint16), b16.view(np.uint16), c, d))
+        assert np.abs(d - a16.astype(np.float64) @ b16.astype(np.float64)).max() < 1e-3
         x, out = rng.standard_normal(2 * 3 * 256).astype(np.float32), np.zeros(2 * 64, np.float32)
         m.get_function("cp_async_stage_sum")((2,), (64,), (x, out, np.int32(3)), order="random")
         assert np.allclose(out.sum(), x.sum(), atol=1e-3)

@@ -18,6 +18,8 @@ except report.ToolsMissing as e:
 
 ARCHS = kernels_compile.ARCHS
 GEMM_MODULES = [m for m in kernels_compile.MODULES if isinstance(m.tile, kernels_compile.GemmTiling)]
+PIPELINED_MODULES = [m for m in GEMM_MODULES if m.tile.stages]
+MMA_MODULE = next(m for m in kernels_compile.MODULES if m.name == "matmul_mma")
 
 # Kernels allowed to spill, with the most stack (bytes per thread) they may use. Only float64 on the 8 x 8 register
 # tilings: 64 double accumulators (128 registers) plus the a/b fragments and the slice in flight pass the 255
@@ -25,8 +27,13 @@ GEMM_MODULES = [m for m in kernels_compile.MODULES if isinstance(m.tile, kernels
 # in gemm<double, 128, 128, ...>). float64 is not a hot path on these GPUs; every float32 kernel must spill nothing.
 EXPECTED_SPILLS = {
     (m.name, m.instance(kernel, "float64")): 512
-    for m in GEMM_MODULES if m.tile.tm == 8 and m.tile.tn == 8 for kernel in m.kernels
+    for m in GEMM_MODULES if m.tile.tm == 8 and m.tile.tn == 8 and "float64" in dict(m.dtypes) for kernel in m.kernels
 }
+# philox.cu's float64 normals: libdevice's double sin/cos keep a 40-byte frame for the Payne-Hanek reduction of huge
+# arguments, a path Box-Muller's angles in (0, 2 pi] never take.
+EXPECTED_SPILLS.update({("philox", f"{kernel}<double>"): 64 for kernel in ("philox_normal", "philox_truncated_normal")})
+# The fused elementwise and row kernels (fused.py): no shared memory, so no barrier either.
+FUSED_MODULES = ("optim", "softmax_ce", "philox")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +77,7 @@ def test_hot_kernels_do_not_spill(rows):
             assert r["spill_bytes"] <= EXPECTED_SPILLS[key], f"spills more than expected: {r}"
 
 
-@pytest.mark.parametrize("module", [m for m in GEMM_MODULES if m.tile.tm >= 4 and m.tile.tn >= 4],
+@pytest.mark.parametrize("module", [m for m in GEMM_MODULES if m.tile.tm >= 4 and m.tile.tn >= 4 and not m.tile.stages],
                          ids=lambda m: m.name)
 def test_register_blocked_float32_gemm_uses_16_byte_shared_loads_and_ffma(rows, module):
     """With 4 or more rows and columns per thread, a thread reads its A and B runs as float4 (LDS.128), and every
@@ -85,10 +92,23 @@ def test_register_blocked_float32_gemm_uses_16_byte_shared_loads_and_ffma(rows, 
 
 def test_kernels_with_shared_tiles_synchronize(rows):
     for r in rows:
-        if r["module"] != "pool":
-            assert r["shared_bytes"] > 0, r
-        if r["shared_bytes"] > 0:
+        if r["module"] != "pool" and r["module"] not in FUSED_MODULES:
+            assert r["shared_bytes"] + r["dynamic_shared_bytes"] > 0, r
+        if r["shared_bytes"] + r["dynamic_shared_bytes"] > 0:
             assert r["bar_sync"] > 0, r
+
+
+def test_fused_kernels_are_memory_bound_shapes(rows):
+    """Every instance of the fused kernels compiled for both archs, with their __launch_bounds__ block, no shared
+    memory; the float32 ones spill nothing (test_hot_kernels_do_not_spill) and keep at least 48 warps per SM resident,
+    which a bandwidth-bound kernel needs to hide memory latency."""
+    for module in FUSED_MODULES:
+        got = [r for r in rows if r["module"] == module]
+        assert len(got) == len(ARCHS) * len(next(m for m in kernels_compile.MODULES if m.name == module).instances())
+        for r in got:  # 256: fused.py's THREADS (importing fused.py needs a GPU)
+            assert (r["threads"], r["threads_from"], r["shared_bytes"]) == (256, "launch_bounds", 0), r
+            if _is_float32(r):
+                assert r["warps_per_sm"] >= 48, r
 
 
 _PLANTED_MMA = r'''
@@ -208,3 +228,36 @@ def test_planted_copies_show_ldgsts_and_16_byte_loads(arch):
     (row,) = report.analyze_cubin(cubin, arch, "planted", threads=256)
     assert row["ldgsts"] >= 1 and row["ldg128"] >= 1 and row["lds128"] >= 1 and row["bar_sync"] >= 1, row
     assert row["shared_bytes"] == 256 * 16, row  # static shared as the driver counts it (sm_90: 1 KB reserve left out)
+
+
+@pytest.mark.parametrize("module", PIPELINED_MODULES, ids=lambda m: m.name)
+def test_pipelined_sgemm_uses_16_byte_cp_async(rows, module):
+    """The cp.async pipeline is there (16-byte LDGSTS, at least one per operand and transpose pair), its tiles are
+    read with LDS.128, and nothing spills (checked for every float32 kernel above)."""
+    for r in rows:
+        if r["module"] == module.name:
+            assert r["ldgsts128"] >= 4 * 2 and r["ldgsts"] == r["ldgsts128"], r
+            # its k loop is rolled in groups of 4 (register pressure): per group, (TM + TN) 16-byte reads per
+            # copy of the core at least, and TM x TN x 4 FFMAs
+            t = module.tile
+            assert r["lds128"] >= 4 * (t.tm + t.tn) and r["ffma"] >= 4 * t.tm * t.tn * 4, r
+            assert r["spill_bytes"] == 0 and r["bar_sync"] > 0, r
+            assert r["shared_bytes"] <= 48 * 1024, r
+
+
+def test_tensor_core_gemm_uses_hmma_ldgsts_and_ldmatrix(rows):
+    """gemm_mma: every instance runs on tensor cores (HMMA: 4 transpose pairs x 16 mma tiles x 2 k-steps per
+    stage), stages its tiles with 16-byte cp.async, spills nothing, and the 16-bit ones read fragments with
+    ldmatrix (LDSM); the launcher's dynamic shared memory enters the occupancy."""
+    seen = set()
+    for r in rows:
+        if r["module"] != MMA_MODULE.name:
+            continue
+        seen.add((r["kernel"], r["arch"]))
+        assert r["hmma"] >= 4 * 16 * 2 and r["ldgsts128"] >= 4 * 2, r
+        assert (r["spill_bytes"], r["ldl"], r["stl"]) == (0, 0, 0), r
+        assert r["dynamic_shared_bytes"] > 48 * 1024 and r["bar_sync"] > 0, r
+        assert r["blocks_per_sm"] >= 1, r
+        if not r["kernel"].startswith("gemm_mma<0"):
+            assert r["opcodes"].get("LDSM", 0) >= 4 * 2 * 6, r
+    assert len(seen) == len(MMA_MODULE.instances()) * len(ARCHS)

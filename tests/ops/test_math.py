@@ -407,6 +407,46 @@ def test_matmul_gradients(device, shapes, transpose_a, transpose_b):
         lambda x, y: tf.matmul(x, y, transpose_a=transpose_a, transpose_b=transpose_b) ** 2, [a, b])
 
 
+# --- fused_matmul: act(a @ b + bias + residual) ----------------------------------------------------------------------
+def _fused_reference(a, b, bias, residual, activation, ta, tb):
+    import math
+    z = np.matmul(a.swapaxes(-1, -2) if ta else a, b.swapaxes(-1, -2) if tb else b).astype(np.float64)
+    z = z + (0 if bias is None else bias) + (0 if residual is None else residual)
+    return {"linear": z, "relu": np.maximum(z, 0), "sigmoid": 1 / (1 + np.exp(-z)), "tanh": np.tanh(z),
+            "gelu": 0.5 * z * (1 + np.vectorize(math.erf)(z / np.sqrt(2)))}[activation]
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "gelu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("transposes", [(False, False), (True, True)], ids=["NN", "TT"])
+def test_fused_matmul_values_and_gradients(device, activation, transposes):
+    ta, tb = transposes
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((2, 5, 4) if ta else (2, 4, 5))
+    b = rng.standard_normal((3, 5) if tb else (5, 3))
+    bias, residual = rng.standard_normal(3), rng.standard_normal((4, 3))
+    got = math_ops.fused_matmul(tf.constant(a), tf.constant(b), tf.constant(bias), tf.constant(residual),
+                                activation=activation, transpose_a=ta, transpose_b=tb)
+    np.testing.assert_allclose(np.asarray(got), _fused_reference(a, b, bias, residual, activation, ta, tb),
+                               rtol=1e-12, atol=1e-12)
+    testing.check_gradients(lambda x, y, c, r: math_ops.fused_matmul(x, y, c, r, activation=activation,
+                                                                      transpose_a=ta, transpose_b=tb), [a, b, bias, residual])
+    testing.check_gradients(lambda x, y: math_ops.fused_matmul(x, y, activation=activation, transpose_a=ta,
+                                                               transpose_b=tb), [a, b])
+
+
+def test_fused_matmul_float32_and_bad_arguments(device):
+    a, b = tf.ones((2, 3)), tf.ones((3, 4))
+    got = math_ops.fused_matmul(a, b, tf.constant([-4.0, -3.0, 0.0, 1.0]), activation="relu")
+    assert got.dtype == tf.float32
+    np.testing.assert_array_equal(np.asarray(got), [[0, 0, 3, 4]] * 2)
+    with pytest.raises(ValueError, match="activation must be one of .* got 'softmax'"):
+        math_ops.fused_matmul(a, b, activation="softmax")
+    _raises(errors.InvalidArgumentError, lambda: math_ops.fused_matmul(a, b, tf.ones(3)), "bias", "(4,)", "(3,)")
+    _raises(errors.InvalidArgumentError, lambda: math_ops.fused_matmul(a, b, None, tf.ones((3, 4))), "residual",
+            "(3, 4)", "(2, 4)")
+    _raises(errors.InvalidArgumentError, lambda: math_ops.fused_matmul(a, tf.ones((2, 4))), "inner dimensions")
+
+
 # --- second derivatives ---------------------------------------------------------------------------------------------
 def _second(fn, x):
     """(f'(x), f''(x)) elementwise for an elementwise ``fn``, from nested tapes."""
@@ -601,5 +641,5 @@ def test_every_public_op_is_covered():
     covered = set(UNARY) | set(BINARY) | set(REDUCTIONS) | {
         "clip_by_value", "add_n", "unbroadcast", "equal", "not_equal", "less", "less_equal", "greater",
         "greater_equal", "logical_and", "logical_or", "logical_xor", "logical_not", "is_nan", "is_inf", "is_finite",
-        "reduce_any", "reduce_all", "argmax", "argmin", "matmul", "cumsum"}
+        "reduce_any", "reduce_all", "argmax", "argmin", "matmul", "cumsum", "fused_matmul"}
     assert set(math_ops.__all__) - covered == set(), "write value and gradient tests for the new ops"
