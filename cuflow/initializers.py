@@ -207,6 +207,7 @@ _BY_NAME = {
     "random_uniform": RandomUniform, "truncated_normal": TruncatedNormal, "variance_scaling": VarianceScaling,
     "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal, "he_normal": HeNormal, "he_uniform": HeUniform,
     "lecun_normal": LecunNormal, "lecun_uniform": LecunUniform, "orthogonal": Orthogonal,
+    "uniform": RandomUniform, "normal": RandomNormal,  # Keras's short aliases (Embedding's default is 'uniform')
 }
 _BY_CLASS = {cls.__name__: cls for cls in _BY_NAME.values()}
 

@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 
+from .. import backend as _backend
 from .. import dtypes
 from ..tensor import Tensor, Variable, TensorShape, constant
 from ..ops.array import cast, zeros
@@ -62,7 +63,8 @@ class Layer:
     Args:
         trainable: whether the layer's weights are updated by training.
         name: the layer's name (unique per type by default: ``dense``, ``dense_1``, ...).
-        dtype: the dtype of its weights and computations (default float32); floating inputs are cast to it.
+        dtype: the dtype of its weights and computations (default ``keras.backend.floatx()``: float32 unless
+            ``set_floatx`` changed it); floating inputs are cast to it.
         input_shape: the input's shape without the batch dimension; the first layer of a ``Sequential`` model
             then builds right away.
 
@@ -87,7 +89,7 @@ class Layer:
         object.__setattr__(self, "_sublayers", [])
         self.name = name or unique_name(_snake_case(type(self).__name__))
         self._trainable = bool(trainable)
-        self.dtype = dtypes.as_dtype(dtype or "float32").name
+        self.dtype = dtypes.as_dtype(dtype or _backend.floatx()).name
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         if input_shape is not None:
@@ -98,6 +100,7 @@ class Layer:
         self.input_spec = None
         self.built = False
         self.input_shape = self.output_shape = None
+        self._inbound_nodes = []  # the functional API's record of calls on KerasTensors (layers/core.py Node)
         self._call_takes_training = "training" in inspect.signature(self.call).parameters
 
     # --- tracking sub-layers ----------------------------------------------------------------------------------
@@ -223,22 +226,64 @@ class Layer:
     def call(self, inputs, training=None):
         return inputs
 
+    # what the last eager call saw (a training step calls each layer with the same shapes every time, so the
+    # input check and the Keras shapes below are worked out once per shape, not once per call)
+    _checked_input = None   # (input array shape, the InputSpec that accepted it)
+    _seen_shapes = None     # ((input array shape, output array shape), (input_shape, output_shape))
+
     def __call__(self, inputs, *args, training=None, **kwargs):
+        if not isinstance(inputs, Tensor) and is_symbolic(inputs):  # the functional API: record, don't run
+            return symbolic_call(self, inputs, args, kwargs, training)
         inputs = self._convert_inputs(inputs)
-        shape = _shape_of(inputs)
         if not self.built:
-            self._build_for(shape)
+            self._build_for(_shape_of(inputs))
         elif self.input_spec is not None and isinstance(inputs, Tensor):
-            self.input_spec.check(self, shape)
+            seen = self._checked_input
+            if seen is None or seen[0] != inputs._data.shape or seen[1] is not self.input_spec:
+                self.input_spec.check(self, inputs.shape)
+                self._checked_input = (inputs._data.shape, self.input_spec)
         if self._call_takes_training:
             kwargs["training"] = training
         outputs = self.call(inputs, *args, **kwargs)
-        self.input_shape, self.output_shape = _batchless(shape), _batchless(_shape_of(outputs))
+        self._set_shapes(inputs, outputs)
         return outputs
+
+    def _set_shapes(self, inputs, outputs):
+        """Sets ``input_shape`` and ``output_shape`` (batchless, as Keras reports them) after an eager call."""
+        key = None
+        if isinstance(inputs, Tensor) and isinstance(outputs, Tensor):
+            key = (inputs._data.shape, outputs._data.shape)
+            if self._seen_shapes is not None and self._seen_shapes[0] == key:
+                shapes = self._seen_shapes[1]
+                # shape tuples are never layers or variables: nothing for __setattr__ to track
+                object.__setattr__(self, "input_shape", shapes[0])
+                object.__setattr__(self, "output_shape", shapes[1])
+                return
+        shapes = _batchless(_shape_of(inputs)), _batchless(_shape_of(outputs))
+        self._seen_shapes = None if key is None else (key, shapes)
+        self.input_shape, self.output_shape = shapes
+
+    @property
+    def input(self):
+        """The KerasTensor(s) this layer was first called on in the functional API."""
+        return self._first_node("input").inputs
+
+    @property
+    def output(self):
+        """The KerasTensor(s) this layer's first call in the functional API returned (``layer.output`` of a model's
+        inner layer is how features are pulled out: ``keras.Model(model.input, model.get_layer('x').output)``)."""
+        return self._first_node("output").outputs
+
+    def _first_node(self, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer '{self.name}' has never been called on a KerasTensor and thus has no "
+                                 f"defined {what}")
+        return self._inbound_nodes[0]
 
     def _convert_inputs(self, inputs):
         if isinstance(inputs, Tensor):
-            return cast(inputs, self.dtype) if inputs.dtype.is_floating and inputs.dtype != self.dtype else inputs
+            dtype = inputs.dtype
+            return cast(inputs, self.dtype) if dtype.is_floating and dtype.name != self.dtype else inputs
         if isinstance(inputs, (list, tuple)) and inputs and any(isinstance(v, (Tensor, np.ndarray)) for v in inputs):
             return type(inputs)(self._convert_inputs(v) for v in inputs)
         if isinstance(inputs, dict):
@@ -298,4 +343,9 @@ def _batchless(shape):
         return (None,) + tuple(shape[1:]) if len(shape) else ()
     if isinstance(shape, list):
         return [_batchless(s) for s in shape]
+    if isinstance(shape, dict):
+        return {k: _batchless(s) for k, s in shape.items()}
     return shape
+
+
+from .core import is_symbolic, symbolic_call  # noqa: E402 - core builds on Layer, defined above

@@ -1,10 +1,11 @@
-"""Convolution layers: Conv2D (channels-last images, Keras's shape rules)."""
-from ..ops.conv import conv2d
+"""Convolution layers: Conv2D (channels-last images) and Conv1D (sequences), with Keras's shape rules."""
+from ..ops.conv import conv1d, conv2d
 from ..ops.nn import bias_add
 from .base import Layer, InputSpec
 from .core import set_kernel_options, kernel_options_config
 
-__all__ = ["Conv2D", "Convolution2D", "normalize_tuple", "conv_output_length", "data_format_of"]
+__all__ = ["Conv2D", "Convolution2D", "Conv1D", "Convolution1D", "normalize_tuple", "conv_output_length",
+           "data_format_of"]
 
 
 def normalize_tuple(value, n, name, layer):
@@ -36,6 +37,25 @@ def check_padding(padding, layer):
     if padding not in ("valid", "same"):
         raise ValueError(f"{layer}: padding must be 'valid' or 'same', got {padding!r}")
     return padding
+
+
+def set_conv_options(layer, rank, filters, kernel_size, strides, dilation_rate, data_format):
+    """Checks and stores the options Conv1D (rank 1) and Conv2D (rank 2) share; errors name the layer class."""
+    name = type(layer).__name__
+    if not isinstance(filters, int) or filters <= 0:
+        raise ValueError(f"{name}: filters must be a positive int, got {filters!r}")
+    layer.filters = filters
+    layer.kernel_size = normalize_tuple(kernel_size, rank, "kernel_size", name)
+    layer.strides = normalize_tuple(strides, rank, "strides", name)
+    layer.dilation_rate = normalize_tuple(dilation_rate, rank, "dilation_rate", name)
+    layer.data_format = data_format_of(data_format, name)
+
+
+def conv_config(layer):
+    """The ``get_config`` entries Conv1D and Conv2D share (Keras 3's keys)."""
+    return {"filters": layer.filters, "kernel_size": layer.kernel_size, "strides": layer.strides,
+            "padding": layer.padding, "data_format": layer.data_format, "dilation_rate": layer.dilation_rate,
+            **kernel_options_config(layer)}
 
 
 class Conv2D(Layer):
@@ -70,14 +90,8 @@ class Conv2D(Layer):
                  dilation_rate=(1, 1), activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or filters <= 0:
-            raise ValueError(f"Conv2D: filters must be a positive int, got {filters!r}")
-        self.filters = filters
-        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", "Conv2D")
-        self.strides = normalize_tuple(strides, 2, "strides", "Conv2D")
-        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate", "Conv2D")
+        set_conv_options(self, 2, filters, kernel_size, strides, dilation_rate, data_format)
         self.padding = check_padding(padding, "Conv2D")
-        self.data_format = data_format_of(data_format, "Conv2D")
         set_kernel_options(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
                            bias_regularizer)
         self.input_spec = InputSpec(ndim=4)
@@ -118,9 +132,93 @@ class Conv2D(Layer):
                              f"does not fit the input of shape {tuple(input_shape)} (output would be {out})")
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-                "strides": self.strides, "padding": self.padding, "data_format": self.data_format,
-                "dilation_rate": self.dilation_rate, **kernel_options_config(self)}
+        return {**super().get_config(), **conv_config(self)}
 
 
 Convolution2D = Conv2D
+
+
+class Conv1D(Layer):
+    """1-D convolution over sequences: ``activation(conv1d(inputs, kernel) + bias)``.
+
+    Args:
+        filters: the number of output channels.
+        kernel_size: an int (or a 1-tuple), the window length.
+        strides: an int (default 1).
+        padding: ``'valid'``, ``'same'`` or ``'causal'`` (zeros on the left only, so output ``t`` sees no input
+            after ``t``; the output length is that of ``'same'``).
+        data_format: ``'channels_last'`` (default, ``(batch, steps, channels)``) or ``'channels_first'``.
+        dilation_rate: an int (default 1).
+        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer: as for
+            Dense.
+
+    Input shape:
+        ``(batch, steps, channels)`` (channels_last).
+
+    Output shape:
+        ``(batch, new_steps, filters)``.
+
+    Example:
+
+    >>> from cuflow import keras
+    >>> import numpy as np
+    >>> keras.layers.Conv1D(8, 3)(np.zeros((2, 10, 4))).shape
+    TensorShape([2, 8, 8])
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
+                 activation=None, use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        set_conv_options(self, 1, filters, kernel_size, strides, dilation_rate, data_format)
+        causal = isinstance(padding, str) and padding.lower() == "causal"
+        self.padding = "causal" if causal else check_padding(padding, "Conv1D (or 'causal')")
+        set_kernel_options(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                           bias_regularizer)
+        self._channel_axis = -1 if self.data_format == "channels_last" else 1
+        self.input_spec = InputSpec(ndim=3)
+
+    def build(self, input_shape):
+        in_channels = input_shape[self._channel_axis]
+        if in_channels is None:
+            raise ValueError(f"Conv1D '{self.name}': the input's channel dimension must be known, got shape "
+                             f"{tuple(input_shape)}")
+        self.input_spec = InputSpec(ndim=3, axes={self._channel_axis: in_channels})
+        self.kernel = self.add_weight("kernel", self.kernel_size + (in_channels, self.filters),
+                                      self.kernel_initializer, self.kernel_regularizer)
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
+
+    def call(self, inputs):
+        fmt = "NWC" if self.data_format == "channels_last" else "NCW"
+        padding = self.padding.upper()
+        if self.padding == "causal":  # explicit [before, after] pairs per axis: only the steps axis gets zeros
+            padding = [[0, 0], [0, 0], [0, 0]]
+            padding[1 if fmt == "NWC" else 2] = [self.dilation_rate[0] * (self.kernel_size[0] - 1), 0]
+        out = conv1d(inputs, self.kernel, list(self.strides), padding, data_format=fmt,
+                     dilations=list(self.dilation_rate))
+        if self.bias is not None:
+            out = bias_add(out, self.bias, data_format=fmt)
+        return self.activation(out)
+
+    def compute_output_shape(self, input_shape):
+        last = self.data_format == "channels_last"
+        padding = "same" if self.padding == "causal" else self.padding
+        steps = conv_output_length(input_shape[1 if last else 2], self.kernel_size[0], padding, self.strides[0],
+                                   self.dilation_rate[0])
+        return (input_shape[0], steps, self.filters) if last else (input_shape[0], self.filters, steps)
+
+    def _build_for(self, input_shape):
+        super()._build_for(input_shape)
+        steps = self.compute_output_shape(tuple(input_shape))[1 if self.data_format == "channels_last" else 2]
+        if steps is not None and steps <= 0:
+            raise ValueError(f"Conv1D '{self.name}': kernel_size {self.kernel_size} with padding '{self.padding}' "
+                             f"and dilation_rate {self.dilation_rate} does not fit the input of shape "
+                             f"{tuple(input_shape)}")
+
+    def get_config(self):
+        return {**super().get_config(), **conv_config(self)}
+
+
+Convolution1D = Conv1D
