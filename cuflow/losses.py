@@ -2,7 +2,8 @@
 
 Each loss is a function from ``(y_true, y_pred)`` to one value per sample (the last axis reduced) written with
 cuflow ops, so gradients flow through it, plus a :class:`Loss` class that applies ``sample_weight`` and a
-reduction. Probability inputs are clipped to ``[1e-7, 1 - 1e-7]`` before the log, as Keras does.
+reduction. Probability inputs are clipped to ``[epsilon, 1 - epsilon]`` before the log, as Keras does, with
+``keras.backend.epsilon()`` (1e-7 unless ``set_epsilon`` changed it) read at each call.
 
 Example:
 
@@ -12,9 +13,10 @@ Example:
 """
 import numpy as np
 
+from . import backend as _backend
 from . import ops
 from .ops import nn as _nn
-from .ops.base import array_of
+from .ops.base import array_of, xp
 from .tensor import Tensor, convert_to_tensor
 
 __all__ = ["Loss", "LossFunctionWrapper", "MeanSquaredError", "MeanAbsoluteError", "Huber", "BinaryCrossentropy",
@@ -22,7 +24,6 @@ __all__ = ["Loss", "LossFunctionWrapper", "MeanSquaredError", "MeanAbsoluteError
            "mean_absolute_error", "mae", "huber", "binary_crossentropy", "categorical_crossentropy",
            "sparse_categorical_crossentropy", "get", "serialize", "deserialize"]
 
-EPSILON = 1e-7
 _REDUCTIONS = ("sum_over_batch_size", "sum", "none", None)
 
 
@@ -53,7 +54,8 @@ def _like(value, reference):
 
 
 def _clipped(p):
-    return ops.clip_by_value(p, EPSILON, 1.0 - EPSILON)
+    epsilon = _backend.epsilon()
+    return ops.clip_by_value(p, epsilon, 1.0 - epsilon)
 
 
 # --- loss functions: one value per sample -------------------------------------------------------------------------
@@ -132,15 +134,24 @@ def _sparse_crossentropy(y_true, y_pred, from_logits, ignore_class, axis):
         mask = labels != ignore_class
         labels = labels * mask
     classes = y_pred.shape[-1]
-    bad = (labels < 0) | (labels >= classes)
-    if labels.size and bool(bad.any()):  # one host read: worth it for an error this confusing otherwise
-        first = labels[bad].ravel()[0]
-        raise ValueError(f"{name}: label {int(first)} is out of range [0, {classes}): y_pred has {classes} "
-                         "classes")
-    hot = ops.one_hot(Tensor(labels), classes, dtype=y_pred.dtype)
-    log_probs = _nn.log_softmax(y_pred) if from_logits else \
-        ops.log(_clipped(y_pred / ops.reduce_sum(y_pred, axis=-1, keepdims=True)))
-    losses = -ops.reduce_sum(hot * log_probs, axis=-1)
+    on_cpu = type(labels) is np.ndarray
+    if on_cpu and labels.size:
+        bad = (labels < 0) | (labels >= classes)
+        if bad.any():
+            first = labels[bad].ravel()[0]
+            raise ValueError(f"{name}: label {int(first)} is out of range [0, {classes}): y_pred has {classes} "
+                             "classes")
+    # On the GPU the range is not checked on the host (a device read that would stall every step): a bad label
+    # makes its sample's loss and gradient NaN, as TensorFlow on a GPU.
+    if from_logits:  # one fused kernel each way on the GPU (softmax_ce.cu)
+        losses = _nn.sparse_softmax_cross_entropy_with_logits(labels, y_pred)
+    else:
+        hot = ops.one_hot(Tensor(labels), classes, dtype=y_pred.dtype)
+        log_probs = ops.log(_clipped(y_pred / ops.reduce_sum(y_pred, axis=-1, keepdims=True)))
+        losses = -ops.reduce_sum(hot * log_probs, axis=-1)
+        if not on_cpu:  # times NaN where a label is bad, else times 1 (exact)
+            bad = (labels < 0) | (labels >= classes)
+            losses = losses * Tensor(xp(labels).where(bad, np.nan, 1.0).astype(losses._data.dtype))
     if mask is not None:
         mask = Tensor(mask.astype(y_pred._data.dtype))
         losses = losses * mask
@@ -208,7 +219,7 @@ def _reduce(name, values, sample_weight, mask, reduction):
         if reduction == "sum_over_batch_size":
             # Keras 3: masked-out values leave the mean, so it averages over the values that count
             count = None
-            denominator = ops.maximum(ops.reduce_sum(mask), EPSILON)
+            denominator = ops.maximum(ops.reduce_sum(mask), _backend.epsilon())
     if weights is not None:
         values = values * weights
     if reduction in ("none", None):

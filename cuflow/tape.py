@@ -227,22 +227,21 @@ class GradientTape:
         if was_recording:  # this tape does not record its own backward pass; outer tapes still do
             active.remove(self)
             self._recording = False
+        grad_of = grads.get
         try:
             for op, inputs, outputs, attrs in reversed(self._entries):
-                single = type(outputs) is Tensor
-                if single:
-                    grad = grads.get(id(outputs))
+                if type(outputs) is Tensor:
+                    grad = grad_of(id(outputs))
                     if grad is None:
                         continue
-                    out = outputs
                 else:
-                    found = [grads.get(id(o)) for o in outputs]
+                    found = [grad_of(id(o)) for o in outputs]
                     if all(g is None for g in found):
                         continue
                     grad = [ops.zeros_like(o) if g is None else g for o, g in zip(outputs, found)]
-                    out = outputs
-                needs = tuple(id(x) in watched and x.dtype.is_floating for x in inputs)
-                if not any(needs):
+                out = outputs
+                needs = tuple([id(x) in watched and x.dtype.is_floating for x in inputs])
+                if True not in needs:
                     continue
                 if op.grad_fn is None:
                     raise LookupError(f"GradientTape: op '{op.name}' has no gradient defined")

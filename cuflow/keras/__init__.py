@@ -8,6 +8,10 @@ from .. import optim as optimizers
 from .. import models
 from ..models import Model, Sequential, callbacks
 from ..layers import Input, InputLayer
+from .. import datasets, utils
+from .. import backend
+from .. import saving
 
 __all__ = ["layers", "models", "optimizers", "losses", "metrics", "callbacks", "activations", "initializers",
-           "regularizers", "Model", "Sequential", "Input", "InputLayer"]
+           "regularizers", "Model", "Sequential", "Input", "InputLayer",
+           "datasets", "utils", "backend", "saving"]

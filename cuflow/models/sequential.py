@@ -9,7 +9,9 @@ Example:
 """
 from ..tensor import TensorShape
 from ..layers.base import Layer, _batchless
-from ..layers.core import InputLayer, KerasInput
+from ..layers.core import InputLayer, KerasTensor
+from ..saving.model_config import (batch_input_shape, deserialize_layer, input_layer_entry, model_kwargs,
+                                   serialize_layer)
 from .model import Model
 
 __all__ = ["Sequential"]
@@ -35,10 +37,10 @@ class Sequential(Model):
 
     def add(self, layer):
         """Appends ``layer``; builds it at once when the model's input shape is known."""
-        if isinstance(layer, (KerasInput, InputLayer)):
+        if isinstance(layer, (KerasTensor, InputLayer)):
             if self._sublayers:
                 raise ValueError(f"Sequential '{self.name}': an input spec may only come first")
-            self._batch_input_shape = tuple(layer.shape if isinstance(layer, KerasInput)
+            self._batch_input_shape = tuple(layer.shape if isinstance(layer, KerasTensor)
                                             else layer._batch_input_shape)
             return
         if not isinstance(layer, Layer):
@@ -82,6 +84,10 @@ class Sequential(Model):
             inputs = layer(inputs, training=training)
         return inputs
 
+    @property
+    def output_names(self):
+        return [self._sublayers[-1].name] if self._sublayers else None
+
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
         for layer in self._sublayers:
@@ -89,26 +95,35 @@ class Sequential(Model):
         return shape
 
     def get_config(self):
-        return {**super().get_config(),
-                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
-                           for layer in self._sublayers]}
+        """The model in Keras 3's form: ``name``, ``trainable``, ``dtype``, ``layers`` (an ``InputLayer`` entry first
+        when the input shape is known, then each layer's entry as :func:`cuflow.saving.serialize_keras_object` writes
+        it) and ``build_input_shape``."""
+        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype, "layers": []}
+        shape = batch_input_shape(self)
+        if shape is not None:
+            dtype = self._sublayers[0].dtype if self._sublayers else self.dtype
+            config["layers"].append(input_layer_entry(shape, dtype))
+        config["layers"] += [serialize_layer(layer) for layer in self._sublayers]
+        if shape is not None:
+            config["build_input_shape"] = shape
+        return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        from .. import layers as layers_mod
-        config = dict(config)
-        entries = config.pop("layers", [])
-        known = {**{name: getattr(layers_mod, name) for name in layers_mod.__all__}, **(custom_objects or {})}
-        built = []
-        for entry in entries:
-            if entry["class_name"] not in known:
-                raise ValueError(f"Sequential.from_config: unknown layer class {entry['class_name']!r}; pass it in "
-                                 "custom_objects")
-            built.append(known[entry["class_name"]].from_config(entry["config"]))
-        batch_input_shape = config.pop("batch_input_shape", None)
-        model = cls(**config)
-        if batch_input_shape is not None:
-            model._batch_input_shape = tuple(batch_input_shape)
-        for layer in built:
+        """Rebuilds a model from ``get_config()`` or from a Sequential config Keras wrote: Keras 3's, tf.keras 2's
+        (layer entries without ``module``, the input shape on an ``InputLayer`` entry), or a plain list of layer
+        entries.
+
+        Raises:
+            ValueError: an unknown layer class (pass it in ``custom_objects``) or an entry that is not a layer's.
+        """
+        if isinstance(config, list):  # the oldest Keras form: the layers alone
+            config = {"layers": config}
+        layers = [deserialize_layer(entry, custom_objects) for entry in config.get("layers", [])]
+        model = cls(**model_kwargs(config))
+        for layer in layers:
             model.add(layer)
+        shape = config.get("build_input_shape")
+        if not model.built and isinstance(shape, (list, tuple)) and model.layers:
+            model.build(tuple(shape))
         return model

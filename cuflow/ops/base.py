@@ -21,6 +21,7 @@ The gradient function is called as ``gradient(grad, *inputs, out, **attrs)`` and
 """
 import builtins
 import inspect
+import operator
 
 import numpy as np
 
@@ -58,6 +59,8 @@ class Op:
         self.n_inputs = len(self.input_names)
         self._leading_inputs = tuple(self._params[:self.n_inputs]) == self.input_names
         self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        self._default_values = tuple(self._defaults.values())
+        self._plans = {}  # (number of positional arguments, *keywords) -> how _bind picks inputs and attributes
         self._known = {p.name for p in params}
         self.__doc__ = forward.__doc__
         self.__name__ = self.name
@@ -134,24 +137,43 @@ class Op:
             raise errors.InvalidArgumentError(f"{self.name}: {described} do not broadcast") from None
 
     def _bind(self, args, kwargs):
-        kwargs.pop("name", None)
-        if len(args) > len(self._params):
-            raise TypeError(f"{self.name}() takes {len(self._params)} positional arguments but {len(args)} were given")
-        values = dict(zip(self._params, args))
-        for key, value in kwargs.items():
+        """``(inputs, attrs)`` for a call with these arguments: the inputs in declaration order (defaults filled
+        in), the attributes as a dict of every attribute (defaults included). How to pick them out of the call's
+        arguments depends only on how many were positional and which keywords were given, so that is worked out
+        (and checked) once per such call signature and reused: ops called with keywords (``reduce_sum(x,
+        axis=-1)``) are on every training step's path."""
+        key = (len(args), *kwargs)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(len(args), tuple(kwargs))
+        pick_inputs, attr_names, pick_attrs = plan
+        pool = (*args, *kwargs.values(), *self._default_values)
+        return pick_inputs(pool), dict(zip(attr_names, pick_attrs(pool)))
+
+    def _plan(self, n_args, keywords):
+        """For calls with ``n_args`` positional arguments and these ``keywords``: where each input and attribute
+        comes from in ``(*args, *kwargs.values(), *defaults)``. Raises TypeError (as Python would) for a call
+        that does not fit the op's signature."""
+        if n_args > len(self._params):
+            raise TypeError(f"{self.name}() takes {len(self._params)} positional arguments but {n_args} were given")
+        where = {name: i for i, name in enumerate(self._params[:n_args])}
+        for offset, key in enumerate(keywords):
+            if key == "name":  # TensorFlow's op name: accepted and ignored
+                continue
             if key not in self._known:
                 raise TypeError(f"{self.name}() got an unexpected keyword argument {key!r}")
-            if key in values:
+            if key in where:
                 raise TypeError(f"{self.name}() got multiple values for argument {key!r}")
-            values[key] = value
-        missing = [n for n in self.input_names if n not in values and n not in self._defaults]
+            where[key] = n_args + offset
+        missing = [n for n in self.input_names if n not in where and n not in self._defaults]
         if missing:
             raise TypeError(f"{self.name}() missing required argument(s): {', '.join(missing)}")
-        inputs = tuple(values.pop(n) if n in values else self._defaults[n] for n in self.input_names)
-        for name, default in self._defaults.items():
-            if name not in values and name not in self.input_names:
-                values[name] = default
-        return inputs, values
+        first_default = n_args + len(keywords)
+        for offset, name in enumerate(self._defaults):
+            where.setdefault(name, first_default + offset)
+        attr_names = tuple(name for name in where if name not in self.input_names)
+        return (_picker([where[n] for n in self.input_names]), attr_names,
+                _picker([where[n] for n in attr_names]))
 
     def _same_place_arrays(self, inputs):
         """The common case, kept cheap: every input a Tensor with an array of one type (and dtype, for
@@ -166,6 +188,9 @@ class Op:
                     return None
                 scalar = kind
                 arrays.append(value)
+                continue
+            if value is None:  # an optional input left out (fused_matmul's residual)
+                arrays.append(None)
                 continue
             if kind not in _TENSOR_TYPES:
                 return None
@@ -234,6 +259,17 @@ class Op:
         if self.variadic:
             return f"{self.input_names[0]}[{index}]"
         return self.input_names[index] if index < len(self.input_names) else f"input {index}"
+
+
+def _picker(indices):
+    """``pool -> tuple(pool[i] for i in indices)``, at C speed (``itemgetter``; it alone returns a bare item for
+    one index)."""
+    if len(indices) == 1:
+        index = indices[0]
+        return lambda pool: (pool[index],)
+    if not indices:
+        return lambda pool: ()
+    return operator.itemgetter(*indices)
 
 
 def _check_scalar(op_name, arg, value, dtype):

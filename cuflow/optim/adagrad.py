@@ -1,4 +1,6 @@
 """Adagrad: per-element learning rates scaled by the accumulated squared gradients."""
+import numpy as np
+
 from ..ops.base import xp
 from .optimizer import Optimizer
 
@@ -29,9 +31,21 @@ class Adagrad(Optimizer):
         return xp(var_data).full_like(var_data, self.initial_accumulator_value)
 
     def update(self, var, grad, slots):
+        # the formulas of the class docstring, each temporary written into a work array (same rounding)
         accumulator = slots["accumulator"]
-        accumulator += grad * grad
-        var -= self._lr * grad / xp(grad).sqrt(accumulator + self.epsilon)
+        module = xp(var)
+        work, denominator = self._work_arrays(var, 2)
+        module.multiply(grad, grad, out=work)
+        accumulator += work
+        module.add(accumulator, self.epsilon, out=denominator)
+        module.sqrt(denominator, out=denominator)
+        module.multiply(grad, self._lr, out=work)
+        work /= denominator
+        var -= work
+
+    def fused_update(self, dtype):
+        t = dtype.type
+        return "adagrad_update", (t(self._lr), t(self.epsilon))
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,

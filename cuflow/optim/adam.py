@@ -1,6 +1,8 @@
 """Adam: adaptive moment estimation, with the AMSGrad variant."""
 import math
 
+import numpy as np
+
 from ..ops.base import xp
 from .optimizer import Optimizer, _bias_correction
 
@@ -35,17 +37,36 @@ class Adam(Optimizer):
     def slot_names(self):
         return ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
 
-    def update(self, var, grad, slots):
-        m, v = slots["m"], slots["v"]
-        alpha = self._lr * math.sqrt(_bias_correction(self.beta_2, self._step)) / \
+    def _alpha(self):
+        return self._lr * math.sqrt(_bias_correction(self.beta_2, self._step)) / \
             _bias_correction(self.beta_1, self._step)
-        m += (grad - m) * (1 - self.beta_1)
-        v += (grad * grad - v) * (1 - self.beta_2)
+
+    def update(self, var, grad, slots):
+        # the formulas of the class docstring, each temporary written into a work array (same rounding)
+        m, v = slots["m"], slots["v"]
+        module = xp(var)
+        work, denominator = self._work_arrays(var, 2)
+        module.subtract(grad, m, out=work)
+        work *= 1 - self.beta_1
+        m += work
+        module.multiply(grad, grad, out=work)
+        work -= v
+        work *= 1 - self.beta_2
+        v += work
         if self.amsgrad:
             v_hat = slots["v_hat"]
-            xp(v).maximum(v_hat, v, out=v_hat)
+            module.maximum(v_hat, v, out=v_hat)
             v = v_hat
-        var -= alpha * m / (xp(v).sqrt(v) + self.epsilon)
+        module.sqrt(v, out=denominator)
+        denominator += self.epsilon
+        module.multiply(m, self._alpha(), out=work)
+        work /= denominator
+        var -= work
+
+    def fused_update(self, dtype):
+        t = dtype.type
+        return "adam_update", (t(self._alpha()), t(1 - self.beta_1), t(1 - self.beta_2), t(self.epsilon),
+                               np.int32(self.amsgrad))
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,

@@ -3,7 +3,9 @@ per-variable slots. A subclass only names its slots and writes one ``update(var,
 
 ``update`` works on raw arrays (NumPy on the CPU, CuPy on the GPU) and changes ``var`` and the slot arrays in
 place, so a step allocates nothing per variable that outlives it and never copies a value to the host. On the GPU
-a later issue turns each ``update`` into one fused kernel; the arithmetic here is its reference.
+the built-in optimizers update all float32/float64 variables of a step in one launch of their multi-tensor kernel
+(``cuflow/kernels/optim.cu``, named with its step's scalars by :meth:`Optimizer.fused_update`); ``update`` is the
+reference that kernel follows, and what runs on the CPU, for other dtypes and for optimizers without a kernel.
 """
 import math
 import warnings
@@ -11,6 +13,7 @@ import warnings
 import numpy as np
 
 from .. import dtypes
+from ..kernels.compile import KERNEL_DTYPES
 from ..ops.base import array_of, xp
 from ..tape import GradientTape
 from ..tensor import Tensor, Variable
@@ -58,6 +61,8 @@ class Optimizer:
         self._seen_iterations = self.iterations._data  # replaced only when someone assigns `iterations`
         self._step_count = 0           # the same count on the host: schedules and bias corrections read it
         self._slots = {}               # var.ref() -> {slot name: Variable}
+        self._tensor_lists = {}        # dtype -> the fused kernels' TensorList of the last GPU step (reused)
+        self._work_buffers = {}        # dtype -> flat host arrays that update()'s temporaries are written into
         self._lr = None
         self._step = None
 
@@ -142,12 +147,7 @@ class Optimizer:
         self.build(variables)
         self._step = self._current_iterations() + 1
         self._lr = self.learning_rate
-        for grad, var in zip(grads, variables):
-            if self.weight_decay:
-                data = var._data
-                data -= data * (self.weight_decay * self._lr)
-            slots = {name: slot._data for name, slot in self._slots[var.ref()].items()}
-            self.update(var._data, grad, slots)
+        self._apply_updates(grads, variables)
         self._step_count = self._step
         # in place: Variable.assign_add on a 0-d array would leave a NumPy scalar behind
         counter = self.iterations._data
@@ -156,8 +156,71 @@ class Optimizer:
         return self.iterations
 
     def update(self, var, grad, slots):
-        """Updates the array ``var`` in place from ``grad`` and the slot arrays ``slots`` (a dict by name)."""
+        """Updates the array ``var`` in place from ``grad`` and the slot arrays ``slots`` (a dict by name).
+        Temporaries can go into :meth:`_work_arrays` rather than new arrays."""
         raise NotImplementedError(f"{type(self).__name__} must implement update(var, grad, slots)")
+
+    def _work_arrays(self, like, count):
+        """``count`` scratch arrays of ``like``'s shape and dtype, for :meth:`update` to write its temporaries into
+        (``out=``) instead of allocating them.
+
+        On the CPU they are views of flat buffers the optimizer keeps across steps, one set per dtype, as large as
+        the largest variable: a fresh array per temporary costs more than the arithmetic on it (a large allocation
+        is fresh pages, each one faulted in), and an update computed this way rounds exactly as the plain
+        expression does. On a GPU CuPy's memory pool already makes allocation cheap: they are new arrays.
+        """
+        if type(like) is not np.ndarray:
+            return [xp(like).empty_like(like) for _ in range(count)]
+        buffers = self._work_buffers.get(like.dtype)
+        if buffers is None or len(buffers) < count or buffers[0].size < like.size:
+            size = max(like.size, buffers[0].size if buffers else 0)
+            buffers = self._work_buffers[like.dtype] = [np.empty(size, like.dtype)
+                                                        for _ in range(max(count, len(buffers or ())))]
+        return [buffer[:like.size].reshape(like.shape) for buffer in buffers[:count]]
+
+    def fused_update(self, dtype):
+        """optim.cu's kernel for this step on variables of ``dtype``: ``(kernel name, scalar arguments)``, the
+        scalars as NumPy scalars in the order the kernel takes them after the tensor list; None (the default) when
+        this optimizer has no multi-tensor kernel, so :meth:`update` runs per variable on the GPU too."""
+        return None
+
+    def _apply_updates(self, grads, variables):
+        """Weight decay and :meth:`update` for each variable; on the GPU one fused launch per dtype instead."""
+        groups = {}
+        for grad, var in zip(grads, variables):
+            if _fusable(var._data):
+                groups.setdefault(var._data.dtype, []).append((grad, var))
+            else:
+                self._update_one(grad, var)
+        for dtype, pairs in groups.items():
+            launch = self.fused_update(dtype)
+            if launch is None:
+                for grad, var in pairs:
+                    self._update_one(grad, var)
+            else:
+                self._fused_step(launch, dtype, pairs)
+
+    def _update_one(self, grad, var):
+        if self.weight_decay:
+            data = var._data
+            (decay,) = self._work_arrays(data, 1)
+            xp(data).multiply(data, self.weight_decay * self._lr, out=decay)
+            data -= decay  # data -= data * (weight_decay * lr), without allocating the product
+        slots = {name: slot._data for name, slot in self._slots[var.ref()].items()}
+        self.update(var._data, grad, slots)
+
+    def _fused_step(self, launch, dtype, pairs):
+        from ..kernels import fused  # the GPU is there: these arrays live on it
+        if len({id(v._data) for _, v in pairs}) < len(pairs):  # a variable listed twice: updated twice, in order
+            for pair in pairs:
+                self._fused_step(launch, dtype, [pair])
+            return
+        arrays = [var._data for _, var in pairs]
+        slots = [tuple(slot._data for slot in self._slots[var.ref()].values()) for _, var in pairs]
+        tensors = self._tensor_lists[dtype] = fused.tensor_list(arrays, slots, self._tensor_lists.get(dtype))
+        decay = self.weight_decay * self._lr if self.weight_decay else None
+        kernel, scalars = launch
+        fused.optimizer_update(kernel, tensors, [grad for grad, _ in pairs], decay, scalars)
 
     def minimize(self, loss, var_list, tape=None):
         """Computes the gradients of ``loss`` with respect to ``var_list`` and applies them.
@@ -193,9 +256,12 @@ class Optimizer:
         return self._step_count
 
     def _gradient_array(self, grad, var):
-        if type(grad).__name__ == "IndexedSlices":
+        if isinstance(grad, Tensor) and type(grad._data) is np.ndarray and type(var._data) is np.ndarray:
+            data = grad._data  # the CPU case: nothing to convert and no device to check
+        elif type(grad).__name__ == "IndexedSlices":
             raise NotImplementedError("sparse (IndexedSlices) gradients are not supported yet")
-        data = array_of(grad, like=var._data)
+        else:
+            data = array_of(grad, like=var._data)
         if tuple(data.shape) != tuple(var._data.shape):
             raise ValueError(f"{type(self).__name__}.apply_gradients: the gradient for {var.name} has shape "
                              f"{tuple(data.shape)}, the variable has shape {tuple(var._data.shape)}")
@@ -234,6 +300,11 @@ class Optimizer:
 
     def __repr__(self):
         return f"<cuflow.optimizers.{type(self).__name__} name={self.name!r} learning_rate={self._learning_rate!r}>"
+
+
+def _fusable(data):
+    """Whether optim.cu can update ``data`` in place: a contiguous float32/float64 array on the GPU."""
+    return type(data) is not np.ndarray and data.dtype.name in KERNEL_DTYPES and data.flags.c_contiguous
 
 
 def _clip_by_norm(grad, clip_norm):

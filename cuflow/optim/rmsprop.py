@@ -1,4 +1,6 @@
 """RMSprop: divide the gradient by a running root mean square of recent gradients."""
+import numpy as np
+
 from ..ops.base import xp
 from .optimizer import Optimizer
 
@@ -37,18 +39,28 @@ class RMSprop(Optimizer):
             (("momentum",) if self.momentum > 0 else ())
 
     def update(self, var, grad, slots):
+        # the formulas of the class docstring, each temporary written into a work array (same rounding)
         rho = self.rho
+        module = xp(var)
+        work, denominator = self._work_arrays(var, 2)
         velocity = slots["velocity"]
         velocity *= rho
-        velocity += (1 - rho) * grad * grad
+        module.multiply(grad, 1 - rho, out=work)
+        work *= grad
+        velocity += work
         if self.centered:
             average = slots["average_grad"]
             average *= rho
-            average += (1 - rho) * grad
-            denominator = velocity - average * average + self.epsilon
+            module.multiply(grad, 1 - rho, out=work)
+            average += work
+            module.multiply(average, average, out=denominator)
+            module.subtract(velocity, denominator, out=denominator)
+            denominator += self.epsilon
         else:
-            denominator = velocity + self.epsilon
-        increment = self._lr * grad / xp(grad).sqrt(denominator)
+            module.add(velocity, self.epsilon, out=denominator)
+        increment = work
+        module.multiply(grad, self._lr, out=increment)
+        increment /= module.sqrt(denominator, out=denominator)
         if self.momentum > 0:
             momentum = slots["momentum"]
             momentum *= self.momentum
@@ -56,6 +68,11 @@ class RMSprop(Optimizer):
             var -= momentum
         else:
             var -= increment
+
+    def fused_update(self, dtype):
+        t = dtype.type
+        return "rmsprop_update", (t(self._lr), t(self.rho), t(1 - self.rho), t(self.epsilon), t(self.momentum),
+                                  np.int32(bool(self.centered)), np.int32(self.momentum > 0))
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,

@@ -1,4 +1,7 @@
 """Stochastic gradient descent, with optional (Nesterov) momentum."""
+import numpy as np
+
+from ..ops.base import xp
 from .optimizer import Optimizer
 
 __all__ = ["SGD"]
@@ -37,17 +40,29 @@ class SGD(Optimizer):
         return ("momentum",) if self.momentum else ()
 
     def update(self, var, grad, slots):
-        lr = self._lr
+        # the formulas of the class docstring, each temporary written into a work array (same rounding)
+        module = xp(var)
+        work = self._work_arrays(var, 2 if self.nesterov and self.momentum else 1)
+        step = work[0]
+        module.multiply(grad, self._lr, out=step)  # lr * g
         if not self.momentum:
-            var -= lr * grad
+            var -= step
             return
         m = slots["momentum"]
         m *= self.momentum
-        m -= lr * grad
+        m -= step
         if self.nesterov:
-            var += self.momentum * m - lr * grad
+            look_ahead = work[1]
+            module.multiply(m, self.momentum, out=look_ahead)
+            look_ahead -= step
+            var += look_ahead
         else:
             var += m
+
+    def fused_update(self, dtype):
+        t = dtype.type
+        return "sgd_update", (t(self._lr), t(self.momentum), np.int32(bool(self.momentum)),
+                              np.int32(bool(self.nesterov)))
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}

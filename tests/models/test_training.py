@@ -31,7 +31,7 @@ def test_seed_logistic_regression_runs_and_returns_history(rng):
     assert isinstance(history, keras.callbacks.History) and history.epoch == [0, 1, 2, 3, 4]
     assert sorted(history.history) == ["accuracy", "loss"] and len(history.history["loss"]) == 5
     assert history.history["loss"][-1] < history.history["loss"][0]
-    assert type(model._tracker.metrics[0][1]).__name__ == "BinaryAccuracy"  # 'accuracy' resolved from the loss
+    assert type(model.compiled_loss.metrics[0][1]).__name__ == "BinaryAccuracy"  # 'accuracy' resolved from the loss
 
 
 def test_seed_three_layer_network_learns(rng):
@@ -204,6 +204,36 @@ def test_progress_output_for_each_verbosity(rng, capsys):
     assert capsys.readouterr() == ("", "")
 
 
+# --- keras.backend settings ---------------------------------------------------------------------------------------
+def test_set_floatx_gives_float64_layers_that_train(rng):
+    keras.backend.set_floatx("float64")
+    try:
+        model = keras.Sequential([layers.Dense(4, input_shape=(3,), activation="relu"), layers.Dense(1)])
+        explicit = layers.Dense(2, dtype="float32")
+    finally:
+        keras.backend.set_floatx("float32")
+    assert model.dtype == "float64" and [layer.dtype for layer in model.layers] == ["float64", "float64"]
+    assert {w.dtype.name for w in model.weights} == {"float64"} and explicit.dtype == "float32"
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    x = rng.standard_normal((32, 3)).astype(np.float32)  # float32 data is cast to the model's float64
+    y = x @ np.array([1.0, -1.0, 0.5])
+    history = model.fit(x, y, epochs=5, batch_size=8, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert model.predict(x, verbose=0).dtype == np.float64 and {w.dtype for w in model.get_weights()} == {np.dtype(np.float64)}
+    assert layers.Dense(1).dtype == "float32"  # the default is read when the layer is made
+
+
+def test_losses_clip_with_keras_epsilon_read_at_call_time():
+    cases = [(keras.losses.BinaryCrossentropy(), [[1.0]], [[0.0]]),  # probability 0 for the true label
+             (keras.losses.CategoricalCrossentropy(), [[0.0, 1.0]], [[1.0, 0.0]]),
+             (keras.losses.SparseCategoricalCrossentropy(), [1], [[1.0, 0.0]])]
+    for epsilon in (1e-3, 1e-7):  # the second restores Keras's default
+        keras.backend.set_epsilon(epsilon)
+        for loss, y_true, y_pred in cases:
+            assert float(loss(y_true, np.array(y_pred, np.float32))) == pytest.approx(-np.log(epsilon), rel=1e-4)
+    assert keras.backend.epsilon() == 1e-7
+
+
 # --- bad input -----------------------------------------------------------------------------------------------------
 def test_fit_before_compile_says_to_compile():
     model = keras.Sequential([layers.Dense(1, input_shape=(2,))])
@@ -231,5 +261,5 @@ def test_mismatched_data_and_unknown_names():
     model.compile("sgd", "mse")
     with pytest.raises(ValueError, match="same number of samples, got 4 and 3"):
         model.fit(np.zeros((4, 2)), np.zeros(3), verbose=0)
-    with pytest.raises(NotImplementedError, match="functional API"):
+    with pytest.raises(TypeError, match="outputs must be KerasTensors"):
         keras.Model(inputs=keras.Input((2,)), outputs=None)
