@@ -16,8 +16,15 @@ EXTRAS = {
     "bfloat16": ["ml_dtypes>=0.4"],
     "demo": ["tqdm>=4.60", "scikit-learn>=1.3"],
     "kernels": NVRTC,
+    "tensorboard": ["tensorboard>=2.14"],
+    "plot": ["matplotlib>=3.5"],
+    "saving": ["h5py>=3.8"],
 }
-EXTRAS["test"] = sorted({"pytest>=8.0", "pytest-xdist>=3.5", *EXTRAS["bfloat16"], *EXTRAS["demo"], *NVRTC})
+# running the notebooks in Jupyter (tqdm's notebook bar needs ipywidgets); CI executes them with nbclient
+EXTRAS["notebooks"] = sorted({*EXTRAS["demo"], *EXTRAS["plot"], "ipykernel>=6.0", "ipywidgets>=8.0"})
+EXTRAS["test"] = sorted({"pytest>=8.0", "pytest-xdist>=3.5", *EXTRAS["bfloat16"], *EXTRAS["demo"],
+                         *EXTRAS["tensorboard"], *EXTRAS["plot"], *EXTRAS["saving"], "nbclient>=0.8",
+                         "nbformat>=5.7", "ipykernel>=6.0", *NVRTC})
 EXTRAS["all"] = sorted({dep for name, deps in EXTRAS.items() if name not in ("cuda12",) for dep in deps})
 
 setup(

@@ -14,6 +14,8 @@ from .ops import *  # noqa: F401,F403
 from . import config, math, nn, random, testing
 from . import losses, metrics, optim
 from . import activations, initializers, regularizers, layers, models, keras
+from . import data
+from .data import TensorSpec
 
 optimizers = optim
 

@@ -1,10 +1,19 @@
 """The ``cuflow`` command: ``cuflow info`` (versions and devices), ``cuflow demo`` (the quick-start job)."""
 import argparse
+import importlib.metadata
 import platform
 import sys
 
 
+def _version(distribution):
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def info():
+    """Prints cuflow's, Python's and the libraries' versions, the devices, and each GPU's name and memory."""
     import numpy as np
 
     import cuflow
@@ -18,17 +27,27 @@ def info():
         print(f"cupy     {cupy.__version__}")
     except ImportError:
         print("cupy     not installed (pip install 'cuflow[cuda13]' for an NVIDIA GPU)")
+    optional = {"nvidia-ml-py": "GPU facts", "tqdm": "progress bars", "scikit-learn": "the offline digits",
+                "matplotlib": "plot_history"}
+    print("optional " + ", ".join(f"{name} {_version(name) or f'missing ({use})'}" for name, use in optional.items()))
     print("devices:")
     print("  /CPU:0")
     gpus = devices.list_devices("GPU")
     for dev in gpus:
+        if cuda.is_mock():
+            print(f"  {dev.short}  mock GPU (CUFLOW_MOCK_GPU): its kernels run on the CPU")
+            continue
         try:
             facts = devices.gpu_info(dev.index)
-            print(f"  {dev.short}  {facts['name']}, {facts['memory_used'] / 2**30:.1f} / "
-                  f"{facts['memory_total'] / 2**30:.1f} GiB used, {facts['utilization_gpu']}% busy, "
-                  f"driver {facts['driver']}")
         except ImportError:
-            print(f"  {dev.short}  (install nvidia-ml-py for name and memory)")
+            print(f"  {dev.short}  (install nvidia-ml-py for its name and memory)")
+            continue
+        except Exception as error:  # pynvml.NVMLError and friends: report, don't fail the whole command
+            print(f"  {dev.short}  (NVML could not describe it: {type(error).__name__}: {error})")
+            continue
+        print(f"  {dev.short}  {facts['name']}, {facts['memory_used'] / 2**30:.1f} / "
+              f"{facts['memory_total'] / 2**30:.1f} GiB used, {facts['utilization_gpu']}% busy, "
+              f"driver {facts['driver']}")
     if not gpus:
         print(f"  no GPU: {cuda.unavailable_reason()}")
     print(f"default device: {devices.default_device().short}")
