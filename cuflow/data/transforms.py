@@ -190,9 +190,9 @@ class Shuffle(Dataset):
         super().__init__(dataset)
         self._buffer_size = buffer_size
         if seed is None:  # the seedless stream: follows set_seed, random without it
-            self._key = int(_random._seeds.stream(None).words64(np, 1)[0])
+            self._key = int(_random.seed_stream(None).words64(np, 1)[0])
         else:  # the (global seed, op seed) stream's key, without drawing from it: same seed, same orders
-            self._key = _random._seeds.stream(seed).key
+            self._key = _random.seed_stream(seed).key
         self._reshuffle = reshuffle_each_iteration
         self._iterations = itertools.count()
 

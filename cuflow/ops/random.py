@@ -443,6 +443,13 @@ class _Seeds:
 _seeds = _Seeds()
 
 
+def seed_stream(seed=None):
+    """The Philox ``Generator`` that ``tf.random`` ops with op seed ``seed`` draw from (None: the stream of calls
+    without an op seed), selected by the global seed as those ops select it. Seeded components outside this module
+    (``Dataset.shuffle``) derive their keys from it, so ``set_seed`` governs them too."""
+    return _seeds.stream(seed)
+
+
 def set_seed(seed):
     """Sets the global random seed (``tf.random.set_seed``).
 
