@@ -281,6 +281,79 @@ def bench_conv(quick=False):
     return rows
 
 
+def _torch_conv_forward_ms(n, h, w, c, f, padding, precision, repeat=15):
+    """cuDNN forward (PyTorch, channels_last) with bias and relu, in ``precision`` (TF32 only when asked)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    dtype = {"float32": torch.float32, "tf32": torch.float32, "bfloat16": torch.bfloat16,
+             "float16": torch.float16}[precision]
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    tx = torch.randn(n, c, h, w, device="cuda", dtype=dtype).to(memory_format=torch.channels_last)
+    tw = torch.randn(f, c, 3, 3, device="cuda", dtype=dtype).to(memory_format=torch.channels_last)
+    tb = torch.randn(f, device="cuda", dtype=dtype)
+    tpad = 1 if padding == "same" else 0
+    try:
+        with torch.no_grad():
+            return _median_ms(lambda: torch.relu(torch.nn.functional.conv2d(tx, tw, tb, padding=tpad)), repeat=repeat)
+    finally:
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def bench_conv_fused(quick=False):
+    """Conv2D forward with bias + relu in the epilogue (fused_conv2d): FP32 (the seed layer's direct kernel beside the
+    implicit GEMM the table would pick), TF32 / BF16 / FP16 tensor cores, each vs cuDNN (PyTorch, channels_last)
+    conv2d + bias + relu of the same precision."""
+    import cupy
+    import numpy as np
+    import cuflow
+    from cuflow.kernels import gpu
+    rng = cupy.random.default_rng(0)
+    rows = []
+    for name, n, h, w, c, f, padding in (CONV_LAYERS[:2] if quick else CONV_LAYERS):
+        pad = ((1, 1), (1, 1)) if padding == "same" else ((0, 0), (0, 0))
+        oh, ow = (h, w) if padding == "same" else (h - 2, w - 2)
+        flops = 2.0 * n * oh * ow * f * 9 * c
+        for precision in ("float32", "tf32", "bfloat16", "float16"):
+            try:
+                dtype = {"float32": cupy.float32, "tf32": cupy.float32, "float16": cupy.float16}.get(precision)
+                if dtype is None:
+                    import ml_dtypes
+                    dtype = ml_dtypes.bfloat16
+                x = rng.standard_normal((n, h, w, c), dtype=cupy.float32).astype(dtype)
+                k = rng.standard_normal((3, 3, c, f), dtype=cupy.float32).astype(dtype)
+                b = rng.standard_normal((f,), dtype=cupy.float32).astype(dtype)
+            except Exception as e:  # e.g. a CuPy without bfloat16 arrays
+                rows.append({"name": f"conv2d bias+relu {precision} {name}", "shape": [n, h, w, c, f],
+                             "dtype": precision, "ours_ms": None, "ours_tflops": None,
+                             "reference": f"not run: {type(e).__name__}: {e}", "reference_ms": None,
+                             "reference_tflops": None, "ratio": None})
+                continue
+            reference = f"torch conv2d + bias + relu channels_last (cuDNN {precision})"
+            ref = _torch_conv_forward_ms(n, h, w, c, f, padding, precision)
+            fused = lambda: gpu.fused_conv2d(x, k, b, activation="relu", padding=pad)  # noqa: E731
+            cuflow.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
+            try:
+                kernel = gpu._conv_forward_kernel(np.dtype(dtype), n * oh * ow, f, 9 * c, c)[1]
+                ours = _median_ms(fused)
+            finally:
+                cuflow.config.experimental.enable_tensor_float_32_execution(False)
+            rows.append(_with_peak(_result(f"conv2d bias+relu {precision} {name} [{kernel}]", [n, h, w, c, f],
+                                           precision, flops, ours, reference, ref), precision))
+            if kernel == "conv2d_direct" and precision == "float32":  # the implicit GEMM it replaces, side by side
+                tiling, _ = gpu._gemm_plan(n * oh * ow, f, 9 * c)
+                os.environ[gpu.GEMM_TILING_ENV] = tiling.name
+                try:
+                    gemm = _median_ms(fused)
+                finally:
+                    del os.environ[gpu.GEMM_TILING_ENV]
+                rows.append(_with_peak(_result(f"conv2d bias+relu {precision} {name} [implicit GEMM {tiling.name}]",
+                                               [n, h, w, c, f], precision, flops, gemm, reference, ref), precision))
+    return rows
+
+
 def bench_pool():
     import cupy
     from cuflow.kernels import gpu
@@ -400,7 +473,8 @@ def main(argv=None):
         for san in report["sanitizers"]:
             print("sanitizer", san, flush=True)
     report["kernels"] = []
-    for bench in (lambda: bench_matmul(args.quick), lambda: bench_conv(args.quick), bench_pool,
+    for bench in (lambda: bench_matmul(args.quick), lambda: bench_conv(args.quick),
+                  lambda: bench_conv_fused(args.quick), bench_pool,
                   bench_fused_adam):
         try:
             rows = bench()

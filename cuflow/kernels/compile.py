@@ -16,7 +16,8 @@ import sys
 
 __all__ = [
     "GemmTiling", "GEMM_TILINGS", "GEMM_TILE", "GEMM_THREADS", "POOL_THREADS", "KERNEL_DTYPES", "NVRTC_OPTIONS",
-    "PIPELINED_TILINGS", "MmaTiling", "MMA_TILING", "MMA_PRECISIONS",
+    "PIPELINED_TILINGS", "MmaTiling", "MMA_TILING", "MMA_PRECISIONS", "DirectConvTiling", "DIRECT_CONV",
+    "CONV_MMA_KERNELS",
     "MODULES", "KernelModule", "gemm_module_name", "CompileError",
     "module_source", "compile_source", "compile_module", "compile_all",
 ]
@@ -91,6 +92,19 @@ MMA_TILING = {"tf32": MmaTiling(128, 128, 16, 3), "16bit": MmaTiling(128, 128, 3
 # Precision keys of gemm_mma -> its template argument P, and the tiling each uses.
 MMA_PRECISIONS = {"tf32": ("0", MMA_TILING["tf32"]), "bfloat16": ("1", MMA_TILING["16bit"]),
                   "float16": ("2", MMA_TILING["16bit"])}
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectConvTiling:
+    """conv2d.cu's ``conv2d_direct`` (float32): a block computes ``bm`` output cells (8 warps x DIRECT_PIXELS) x
+    ``bn`` output channels (one per lane), for filters of at most ``max_taps`` taps (KH * KW * C)."""
+    bm: int = 32
+    bn: int = 32
+    max_taps: int = 16
+    name: str = "direct"
+
+
+DIRECT_CONV = DirectConvTiling()
 GEMM_THREADS = 256   # threads per block of every GEMM tiling (matmul.cu's GEMM_THREADS)
 POOL_THREADS = 256   # pooling: threads per block of the 1-D grid-stride kernels
 
@@ -139,6 +153,14 @@ def gemm_module_name(family, tiling):
     return f"{family}_{tiling.name}"
 
 
+# The tensor-core modules' instances: one per precision (template arguments "P, BM, BN, BK, STAGES") and the dynamic
+# shared memory each is launched with.
+_MMA_INSTANCES = {
+    "dtypes": tuple((key, f"{p}, {t}") for key, (p, t) in MMA_PRECISIONS.items()),
+    "shared": tuple((key, t.shared_bytes(4 if key == "tf32" else 2)) for key, (_, t) in MMA_PRECISIONS.items()),
+}
+CONV_MMA_KERNELS = ("conv2d_forward_mma",)  # conv2d_mma.cu's kernels
+
 # One module per GEMM family and tiling, so gpu.py compiles only the tilings a program launches.
 MODULES = (
     *(KernelModule(gemm_module_name("matmul", t), ("matmul.cu",), ("gemm",), tile=t) for t in GEMM_TILINGS),
@@ -156,9 +178,11 @@ MODULES = (
     # The cp.async pipelines need ptx.cuh (NVRTC has no include paths: its text comes first) and matmul.cu's epilogue.
     *(KernelModule(gemm_module_name("matmul", t), ("ptx.cuh", "matmul.cu", "matmul_async.cu"), ("gemm_pipelined",),
                    tile=t, dtypes=(("float32", "float"),)) for t in PIPELINED_TILINGS),
-    KernelModule("matmul_mma", ("ptx.cuh", "matmul.cu", "matmul_async.cu"), ("gemm_mma",),
-                 dtypes=tuple((key, f"{p}, {t}") for key, (p, t) in MMA_PRECISIONS.items()),
-                 shared=tuple((key, t.shared_bytes(4 if key == "tf32" else 2)) for key, (_, t) in MMA_PRECISIONS.items())),
+    KernelModule("matmul_mma", ("ptx.cuh", "matmul.cu", "matmul_async.cu"), ("gemm_mma",), **_MMA_INSTANCES),
+    # Convolution: the direct kernel for few taps, and the implicit GEMMs on tensor cores (matmul_async.cu's core).
+    KernelModule("conv2d_direct", ("matmul.cu", "conv2d.cu"), ("conv2d_direct",), dtypes=(("float32", "float"),)),
+    KernelModule("conv2d_mma", ("ptx.cuh", "matmul.cu", "matmul_async.cu", "conv2d.cu", "conv2d_mma.cu"),
+                 CONV_MMA_KERNELS, **_MMA_INSTANCES),
 )
 
 

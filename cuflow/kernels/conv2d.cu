@@ -14,6 +14,8 @@
 // or HWIO array. Grids: x = ceil(M / BM), y = ceil(N / BN); block (256, 1, 1). backward_filter splits its long
 // K = N*OH*OW over gridDim.z: block z sums its own K range into out + z*M*N, and the launcher adds the slices.
 // Row and column indices fit in int (the launchers check M, N and K < 2^31); memory offsets are 64-bit.
+// The forward applies matmul.cu's Epilogue (bias, residual, activation) to the GEMM's results; so does
+// `conv2d_direct`, the kernel for filters with few taps (K = KH*KW*C <= 16, the 1-channel seed layer), at the end.
 
 // The convolution's sizes, passed to every kernel as the same 15 ints in this order.
 struct ConvGeometry {
@@ -160,17 +162,19 @@ struct FilterTransposedLoad {
     }
 };
 
-// out (N, OH, OW, F) = conv2d(x (N, H, W, C), w (KH, KW, C, F)).
+// out (N, OH, OW, F) = epilogue(conv2d(x (N, H, W, C), w (KH, KW, C, F))): bias (F,) and residual (N, OH, OW, F)
+// are read only when `flags` says so (EPILOGUE_BIAS, EPILOGUE_RESIDUAL); activation is an ACT_* code.
 template <typename T, GEMM_TILING_PARAMS>
 __global__ void __launch_bounds__(GEMM_THREADS)
-conv2d_forward(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out, CONV_GEOMETRY_PARAMS)
+conv2d_forward(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out, const T* __restrict__ bias,
+               const T* __restrict__ residual, int flags, int activation, CONV_GEOMETRY_PARAMS)
 {
     __shared__ GemmShared<T, GEMM_TILING> shared;
     const ConvGeometry g = CONV_GEOMETRY;
     const Im2colLoad<T> load_a(x, g);
     const MatrixLoad<T, false> load_b{w, g.out_c};
     tile_gemm<T, GEMM_TILING>(shared, load_a, load_b, out, g.batch * g.out_h * g.out_w, g.out_c, 0,
-                              g.k_h * g.k_w * g.in_c);
+                              g.k_h * g.k_w * g.in_c, Epilogue<T>{bias, residual, flags, activation});
 }
 
 // dx (N, H, W, C) from grad_out (N, OH, OW, F) and w (KH, KW, C, F); input cells no window touches get zero.
@@ -204,4 +208,78 @@ conv2d_backward_filter(const T* __restrict__ x, const T* __restrict__ grad_out, 
     const MatrixLoad<T, false> load_b{grad_out, g.out_c};
     tile_gemm<T, GEMM_TILING>(shared, load_a, load_b, out + (long long)blockIdx.z * m * g.out_c, m, g.out_c, k_begin,
                               k_end);
+}
+
+// --- Direct convolution for filters with few taps ------------------------------------------------------------------
+// With K = KH*KW*C <= DIRECT_MAX_TAPS (the seed CNN's first layer: 3 x 3 x 1 = 9) an implicit GEMM wastes most of
+// its tile: one BK slice of 8 or 16 holds K, and the im2col index math of every A element costs more than its
+// K multiply-adds. Here a block of 8 warps computes DIRECT_PIXELS x 8 output cells x 32 output channels: lane l owns
+// channel blockIdx.y * 32 + l, warp w the cells blockIdx.x * 8 * DIRECT_PIXELS + w * DIRECT_PIXELS + i. The block's
+// filter columns, (K, 32), sit in shared memory (lanes read consecutive words); each input value is one load that
+// all 32 lanes share (a broadcast), used for 32 channels; each store of a warp writes 32 consecutive channels of one
+// cell (128 coalesced bytes when F >= 32). Grid: x = ceil(N*OH*OW / (8 * DIRECT_PIXELS)), y = ceil(F / 32).
+#define DIRECT_MAX_TAPS 16
+#define DIRECT_PIXELS 4
+#define DIRECT_CHANNELS 32
+
+template <typename T>
+__global__ void __launch_bounds__(GEMM_THREADS, 4)  // <= 64 registers: 4 blocks (32 warps) per SM
+conv2d_direct(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out, const T* __restrict__ bias,
+              const T* __restrict__ residual, int flags, int activation, CONV_GEOMETRY_PARAMS)
+{
+    __shared__ T filter[DIRECT_MAX_TAPS][DIRECT_CHANNELS];
+    const ConvGeometry g = CONV_GEOMETRY;
+    const int taps = g.k_h * g.k_w * g.in_c;  // <= DIRECT_MAX_TAPS (the launcher checks)
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int f0 = blockIdx.y * DIRECT_CHANNELS;
+    for (int e = threadIdx.x; e < taps * DIRECT_CHANNELS; e += GEMM_THREADS) {
+        const int p = e / DIRECT_CHANNELS, f = f0 + e % DIRECT_CHANNELS;
+        filter[p][e % DIRECT_CHANNELS] = f < g.out_c ? w[(long long)p * g.out_c + f] : T(0);
+    }
+    __syncthreads();
+
+    const int m = g.batch * g.out_h * g.out_w;
+    const int cell0 = (blockIdx.x * (GEMM_THREADS / 32) + warp) * DIRECT_PIXELS;
+    const RowMajorSplit<GridCell> cells(g.out_h, g.out_w);
+    int top[DIRECT_PIXELS], left[DIRECT_PIXELS];  // the window's first input row and column (may be padding)
+    long long corner[DIRECT_PIXELS];              // offset in x of (top, left) of the cell's image (if it were real)
+    T acc[DIRECT_PIXELS];
+#pragma unroll
+    for (int i = 0; i < DIRECT_PIXELS; ++i) {
+        const GridCell o = cells(cell0 + i < m ? cell0 + i : 0);
+        top[i] = cell0 + i < m ? o.h * g.stride_h - g.pad_top : -(1 << 30);  // past the last cell: never in bounds
+        left[i] = o.w * g.stride_w - g.pad_left;
+        corner[i] = (((long long)o.n * g.in_h + top[i]) * g.in_w + left[i]) * g.in_c;
+        acc[i] = T(0);
+    }
+    int p = 0;
+    for (int kh = 0; kh < g.k_h; ++kh) {
+        for (int kw = 0; kw < g.k_w; ++kw) {
+            const int dh = kh * g.dilation_h, dw = kw * g.dilation_w;
+            const long long offset = ((long long)dh * g.in_w + dw) * g.in_c;  // the tap's offset from the corner
+            for (int c = 0; c < g.in_c; ++c, ++p) {
+                const T weight = filter[p][lane];
+#pragma unroll
+                for (int i = 0; i < DIRECT_PIXELS; ++i) {
+                    if ((unsigned)(top[i] + dh) < (unsigned)g.in_h && (unsigned)(left[i] + dw) < (unsigned)g.in_w) {
+                        acc[i] += x[corner[i] + offset + c] * weight;
+                    }
+                }
+            }
+        }
+    }
+
+    const Epilogue<T> epilogue{bias, residual, flags, activation};
+    const int f = f0 + lane;
+#pragma unroll
+    for (int i = 0; i < DIRECT_PIXELS; ++i) {
+        if (cell0 + i < m && f < g.out_c) {
+            const long long index = (long long)(cell0 + i) * g.out_c + f;
+            out[index] = epilogue(acc[i], index, f);
+        }
+    }
+    epilogue.deferred_loop(out, DIRECT_PIXELS, m, g.out_c, [&](int i, int& row, int& col) {
+        row = cell0 + i;
+        col = f;
+    });
 }

@@ -4,10 +4,10 @@ The twin of ``cpu.py``: the same functions with the same signatures, CuPy arrays
 the ops layer above; here we only make operands contiguous, allocate outputs and launch. The kernels index every
 legal shape in bounds (sizes up to int32; offsets are 64-bit inside the kernels).
 
-Dtypes: float32 and float64 run our kernels. bfloat16 and float16 matmuls run the tensor-core GEMM (float32
-accumulate) when their leading dimensions allow 16-byte copies; otherwise, like the other primitives on 2-byte
-floats, they are computed in float32 and cast back. float32 matmul uses TF32 tensor cores only when
-``cuflow.config.experimental.enable_tensor_float_32_execution(True)`` was called. Integer, bool and complex
+Dtypes: float32 and float64 run our kernels. bfloat16 and float16 matmuls and convolution forwards run on tensor
+cores (float32 accumulate) when their leading dimensions (channels) allow 16-byte copies; otherwise, like the other
+primitives on 2-byte floats, they are computed in float32 and cast back. float32 matmul and convolution forward use
+TF32 tensor cores only when ``cuflow.config.experimental.enable_tensor_float_32_execution(True)`` was called. Integer, bool and complex
 ``matmul`` use ``cupy.matmul``: only the float kernels are ours (and only ours can be captured in a CUDA graph).
 Convolution and pooling take floating dtypes only. ``CUFLOW_KERNEL_LOG=1`` prints every launch (kernels/log.py).
 """
@@ -18,14 +18,15 @@ import os
 import numpy as np
 
 from . import log as _log
-from .compile import (GEMM_THREADS, GEMM_TILINGS, KERNEL_DTYPES, MMA_PRECISIONS, MODULES, NVRTC_OPTIONS,
-                      PIPELINED_TILINGS, POOL_THREADS, gemm_module_name, module_source)
+from .compile import (DIRECT_CONV, GEMM_THREADS, GEMM_TILINGS, KERNEL_DTYPES, MMA_PRECISIONS, MODULES,
+                      NVRTC_OPTIONS, PIPELINED_TILINGS, POOL_THREADS, gemm_module_name, module_source)
 from .cuda import cupy as _get_cupy
 
 cupy = _get_cupy()
 
 __all__ = [
-    "cupy", "matmul", "fused_matmul", "ACTIVATIONS", "conv2d", "conv2d_backward_input", "conv2d_backward_filter",
+    "cupy", "matmul", "fused_matmul", "ACTIVATIONS", "conv2d", "fused_conv2d", "conv2d_backward_input",
+    "conv2d_backward_filter",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
 ]
 
@@ -225,10 +226,24 @@ def _is_float(dtype):
     return dtype.kind == "f" or dtype.name == "bfloat16"
 
 
-def _activation_code(activation):
+def _activation_code(activation, what="fused_matmul"):
     if activation not in ACTIVATIONS:
-        raise ValueError(f"fused_matmul: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        raise ValueError(f"{what}: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     return ACTIVATIONS[activation]
+
+
+def _epilogue_args(bias, residual, out, compute, activation):
+    """(bias, residual, flags) kernel arguments of the fused epilogue, and its description for the kernel log
+    (None when it does nothing). ``out`` stands in for a missing bias or residual (the flags say it is not read)."""
+    flags, bias_arg, residual_arg = 0, out, out
+    if bias is not None:
+        bias_arg, flags = cupy.ascontiguousarray(bias, dtype=compute), flags | EPILOGUE_BIAS
+    if residual is not None:
+        residual_arg = cupy.ascontiguousarray(cupy.broadcast_to(residual, out.shape), dtype=compute)
+        flags |= EPILOGUE_RESIDUAL
+    parts = ["bias"] * (bias is not None) + ["residual"] * (residual is not None) + [activation]
+    described = "+".join(parts) if flags or activation != "linear" else None
+    return (bias_arg, residual_arg, flags), described
 
 
 def _tf32_enabled():
@@ -282,19 +297,12 @@ def _gemm(a, b, ta, tb, bias, residual, activation, dtype):
     if kernel != "gemm" and not _aligned16(a, b):  # a view at an odd offset: 16-byte copies would fault
         a, b = cupy.array(a, copy=True), cupy.array(b, copy=True)
     out = cupy.empty(batch_shape + (m, n), dtype=compute)
-    flags = 0
-    bias_arg = residual_arg = out  # any array where the flags say "none"
-    if bias is not None:
-        bias_arg, flags = cupy.ascontiguousarray(bias, dtype=compute), flags | EPILOGUE_BIAS
-    if residual is not None:
-        residual_arg = cupy.ascontiguousarray(cupy.broadcast_to(residual, out.shape), dtype=compute)
-        flags |= EPILOGUE_RESIDUAL
+    (bias_arg, residual_arg, flags), epilogue = _epilogue_args(bias, residual, out, compute, activation)
     args = (a, b, out, *_i32(m, n, k, ta, tb, batches), np.int64(stride_a), np.int64(stride_b), bias_arg,
             residual_arg, *_i32(flags, act))
     shape = {"m": m, "n": n, "k": k, "batches": batches, "op": ("T" if ta else "N") + ("T" if tb else "N")}
-    if flags or act:
-        shape["epilogue"] = "+".join(["bias"] * bool(flags & EPILOGUE_BIAS) + ["residual"] * bool(
-            flags & EPILOGUE_RESIDUAL) + [activation])
+    if epilogue:
+        shape["epilogue"] = epilogue
     _launch_gemm("matmul", kernel, key, tiling, m, n, args, splits=batches, shape=shape, module_name=module_name)
     return out.astype(dtype, copy=False)
 
@@ -329,18 +337,64 @@ def conv2d(x, w, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(1, 1)):
 
     ``padding`` is explicit zero padding ``((top, bottom), (left, right))``.
     """
-    dtype, compute = x.dtype, _compute_dtype(x.dtype)
-    x, w = _contiguous(compute, x, w)
-    (n, h, wd, _), (kh, kw, _, f) = x.shape, w.shape
+    return fused_conv2d(x, w, strides=strides, padding=padding, dilations=dilations)
+
+
+def fused_conv2d(x, w, bias=None, residual=None, *, activation="linear", strides=(1, 1), padding=((0, 0), (0, 0)),
+                 dilations=(1, 1)):
+    """``activation(conv2d(x, w) + bias + residual)`` in one kernel: the epilogue adds and activates in registers.
+
+    Args:
+        x, w, strides, padding, dilations: as :func:`conv2d` (floating dtypes).
+        bias: ``(F,)``, added to every output cell; None for none.
+        residual: broadcastable to the output ``(N, OH, OW, F)``, added before the activation; None for none.
+        activation: ``"linear"``, ``"relu"``, ``"gelu"`` (exact, erf), ``"sigmoid"`` or ``"tanh"``.
+
+    Returns:
+        ``(N, OH, OW, F)`` in ``x``'s dtype. The kernel is :func:`_conv_forward_kernel`'s choice.
+    """
+    act = _activation_code(activation, "fused_conv2d")
+    dtype = x.dtype
+    if not _is_float(dtype):
+        raise TypeError(f"fused_conv2d: x must be floating-point, got {dtype}")
+    (n, h, wd, c), (kh, kw, _, f) = x.shape, w.shape
     oh = _out_size(h, padding[0], kh, strides[0], dilations[0])
     ow = _out_size(wd, padding[1], kw, strides[1], dilations[1])
+    m, k = n * oh * ow, kh * kw * c
+    _i32(m, f, k + 64)  # + 64: the tensor-core copier's k may run one tile past K
+    compute, kernel, module_name, tiling, key = _conv_forward_kernel(dtype, m, f, k, c)
+    x, w = _contiguous(compute, x, w)
+    if kernel == "conv2d_forward_mma" and not _aligned16(x, w):  # a view at an odd offset: 16-byte copies would fault
+        x, w = cupy.array(x, copy=True), cupy.array(w, copy=True)
     out = cupy.empty((n, oh, ow, f), dtype=compute)
+    (bias_arg, residual_arg, flags), epilogue = _epilogue_args(bias, residual, out, compute, activation)
     geometry = _conv_geometry(x.shape, w.shape, out.shape, strides, padding, dilations)
-    m, k = n * oh * ow, kh * kw * x.shape[3]
-    tiling, _ = _gemm_plan(m, f, k)
-    _launch_gemm("conv2d", "conv2d_forward", compute, tiling, m, f, (x, w, out, *geometry),
-                 shape=_conv_shape(x.shape, w.shape, strides, padding, dilations))
+    shape = _conv_shape(x.shape, w.shape, strides, padding, dilations) + (f" epilogue={epilogue}" if epilogue else "")
+    _launch_gemm("conv2d", kernel, key, tiling, m, f, (x, w, out, bias_arg, residual_arg, *_i32(flags, act), *geometry),
+                 shape=shape, module_name=module_name)
     return out.astype(dtype, copy=False)
+
+
+def _conv_forward_kernel(dtype, m, f, k, channels):
+    """(compute dtype, kernel, module name, tiling, instance key) of the convolution forward for this problem.
+
+    - bfloat16 / float16 with C and F multiples of 8: tensor cores (``conv2d_forward_mma``, conv2d_mma.cu);
+    - float32 with at most DIRECT_CONV.max_taps taps (KH*KW*C, e.g. the 1-channel seed layer): ``conv2d_direct``
+      (float32 keeps FP32 precision here even with TF32 enabled: one K tile holds the whole sum);
+    - float32 with TF32 enabled and C, F multiples of 4: tensor cores in TF32;
+    - anything else: conv2d.cu's implicit GEMM of the tiling GEMM_TABLE picks (2-byte floats computed in float32).
+    ``CUFLOW_GEMM_TILING`` forces its tiling on the last two (the direct kernel then is not used).
+    """
+    if dtype.name in ("bfloat16", "float16") and channels % 8 == 0 and f % 8 == 0:
+        return dtype, "conv2d_forward_mma", "conv2d_mma", MMA_PRECISIONS[dtype.name][1], dtype.name
+    compute = _compute_dtype(dtype)
+    forced = os.environ.get(GEMM_TILING_ENV)
+    if compute.name == "float32" and k <= DIRECT_CONV.max_taps and not forced:
+        return compute, "conv2d_direct", "conv2d_direct", DIRECT_CONV, compute.name
+    if compute.name == "float32" and channels % 4 == 0 and f % 4 == 0 and _tf32_enabled():
+        return compute, "conv2d_forward_mma", "conv2d_mma", MMA_PRECISIONS["tf32"][1], "tf32"
+    tiling, _ = _gemm_plan(m, f, k)
+    return compute, "conv2d_forward", gemm_module_name("conv2d", tiling), tiling, compute.name
 
 
 def conv2d_backward_input(grad_out, w, input_shape, *, strides=(1, 1), padding=((0, 0), (0, 0)),

@@ -284,14 +284,27 @@ struct MmaEpilogue {
 #define MMA_WARPS_M 2
 #define MMA_WARPS_N 4
 
-template <int P, bool TRANSPOSE_A, bool TRANSPOSE_B, int BM, int BN, int BK, int STAGES>
-__device__ void mma_tile(float4* smem, const typename MmaType<P>::E* a, const typename MmaType<P>::E* b,
-                         typename MmaType<P>::E* out, int m, int n, int k, const MmaEpilogue<P>& epilogue)
+// The shared-memory layouts of the tensor-core GEMM's operand tiles: A k-inner unless TRANSPOSE_A, B k-inner when
+// TRANSPOSE_B (see StagedTile).
+template <int P, bool TRANSPOSE_A, bool TRANSPOSE_B, int BM, int BN, int BK>
+struct MmaTiles {
+    using TileA = StagedTile<typename MmaType<P>::E, BM, BK, !TRANSPOSE_A, MmaType<P>::PAD_K, 8>;
+    using TileB = StagedTile<typename MmaType<P>::E, BN, BK, TRANSPOSE_B, MmaType<P>::PAD_K, 8>;
+};
+
+// One BM x BN tile of out (m x n, row-major) = sum over K range [k_begin, k_end) of A x B, through `epilogue`.
+// The operand tiles are staged by the caller's copiers: copy_a(stage, k0) / copy_b(stage, k0) issue this thread's
+// cp.async copies of the K tile starting at k0 into the layouts of MmaTiles (zero-filling what lies outside the
+// operand or past k_end). matmul copies matrix tiles (mma_tile below); conv2d_mma.cu gathers implicit-GEMM tiles.
+template <int P, bool TRANSPOSE_A, bool TRANSPOSE_B, int BM, int BN, int BK, int STAGES, typename CopyA,
+          typename CopyB>
+__device__ void mma_tile_staged(float4* smem, const CopyA& copy_a, const CopyB& copy_b, typename MmaType<P>::E* out,
+                                int m, int n, long long k_begin, long long k_end, const MmaEpilogue<P>& epilogue)
 {
     using Type = MmaType<P>;
     using E = typename Type::E;
-    using TileA = StagedTile<E, BM, BK, !TRANSPOSE_A, Type::PAD_K, 8>;
-    using TileB = StagedTile<E, BN, BK, TRANSPOSE_B, Type::PAD_K, 8>;
+    using TileA = typename MmaTiles<P, TRANSPOSE_A, TRANSPOSE_B, BM, BN, BK>::TileA;
+    using TileB = typename MmaTiles<P, TRANSPOSE_A, TRANSPOSE_B, BM, BN, BK>::TileB;
     constexpr int WM = BM / MMA_WARPS_M, WN = BN / MMA_WARPS_N, MT = WM / 16, NT = WN / 8, KS = Type::K_STEP;
     static_assert(MT * 16 == WM && NT * 8 == WN && NT % 2 == 0 && BK % KS == 0, "tiling");
     static_assert(MMA_WARPS_M * MMA_WARPS_N * 32 == GEMM_THREADS, "8 warps");
@@ -301,7 +314,6 @@ __device__ void mma_tile(float4* smem, const typename MmaType<P>::E* a, const ty
     const int wm = warp / MMA_WARPS_N, wn = warp % MMA_WARPS_N, g = lane >> 2, t = lane & 3;
     const int j8 = lane / 8, r8 = lane % 8;  // ldmatrix: this lane gives row r8 of matrix j8
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
-    const long long lda = TRANSPOSE_A ? m : k, ldb = TRANSPOSE_B ? k : n;
 
     float acc[MT][NT][4];
 #pragma unroll
@@ -311,11 +323,11 @@ __device__ void mma_tile(float4* smem, const typename MmaType<P>::E* a, const ty
 #pragma unroll
             for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
 
-    const int k_tiles = (k + BK - 1) / BK;
+    const int k_tiles = (int)((k_end - k_begin + BK - 1) / BK);
     auto issue = [&](int tile) {
         if (tile < k_tiles) {
-            TileA::copy(sa_all + (tile % STAGES) * TileA::SIZE, a, lda, m0, m, (long long)tile * BK, k);
-            TileB::copy(sb_all + (tile % STAGES) * TileB::SIZE, b, ldb, n0, n, (long long)tile * BK, k);
+            copy_a(sa_all + (tile % STAGES) * TileA::SIZE, k_begin + (long long)tile * BK);
+            copy_b(sb_all + (tile % STAGES) * TileB::SIZE, k_begin + (long long)tile * BK);
         }
         cp_async_commit();
     };
@@ -405,6 +417,20 @@ __device__ void mma_tile(float4* smem, const typename MmaType<P>::E* a, const ty
         row = m0 + wm * WM + mt * 16 + g + 8 * (q >> 1);
         col = n0 + wn * WN + nt * 8 + 2 * t + (q & 1);
     });
+}
+
+// out = epilogue(op(a) @ op(b)) over the block's tile: a stored (m, k), or (k, m) when TRANSPOSE_A; b (k, n) or (n, k).
+template <int P, bool TRANSPOSE_A, bool TRANSPOSE_B, int BM, int BN, int BK, int STAGES>
+__device__ void mma_tile(float4* smem, const typename MmaType<P>::E* a, const typename MmaType<P>::E* b,
+                         typename MmaType<P>::E* out, int m, int n, int k, const MmaEpilogue<P>& epilogue)
+{
+    using Tiles = MmaTiles<P, TRANSPOSE_A, TRANSPOSE_B, BM, BN, BK>;
+    using E = typename MmaType<P>::E;
+    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+    const long long lda = TRANSPOSE_A ? m : k, ldb = TRANSPOSE_B ? k : n;
+    mma_tile_staged<P, TRANSPOSE_A, TRANSPOSE_B, BM, BN, BK, STAGES>(
+        smem, [&](E* stage, long long k0) { Tiles::TileA::copy(stage, a, lda, m0, m, k0, k); },
+        [&](E* stage, long long k0) { Tiles::TileB::copy(stage, b, ldb, n0, n, k0, k); }, out, m, n, 0, k, epilogue);
 }
 
 template <int P, bool TRANSPOSE_A, bool TRANSPOSE_B, int BM, int BN, int BK, int STAGES>

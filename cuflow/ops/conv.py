@@ -16,10 +16,11 @@ from .. import errors
 from ..tensor import Tensor, convert_to_tensor
 from .base import op, xp, backend
 from .array import _ints, expand_dims, squeeze
+from .math import FUSED_ACTIVATIONS, fused_activation_grad, reduce_sum, unbroadcast
 
 __all__ = [
-    "conv1d", "conv2d", "conv2d_backprop_input", "conv2d_backprop_filter", "conv2d_transpose", "max_pool",
-    "max_pool1d", "max_pool2d", "avg_pool", "avg_pool1d", "avg_pool2d",
+    "conv1d", "fused_conv1d", "conv2d", "fused_conv2d", "conv2d_backprop_input", "conv2d_backprop_filter",
+    "conv2d_transpose", "max_pool", "max_pool1d", "max_pool2d", "avg_pool", "avg_pool1d", "avg_pool2d",
 ]
 
 
@@ -113,9 +114,10 @@ def _geometry(op_name, in_shape, window, strides, padding, data_format, dilation
     return {"strides": s, "padding": pads, "dilations": d}, out
 
 
-def _conv_shapes(op_name, input_shape, filters_shape, out_shape, strides, padding, data_format, dilations):
+def _conv_shapes(op_name, input_shape, filters_shape, out_shape, strides, padding, data_format, dilations,
+                 with_output_shape=False):
     """Checks NHWC shapes of a convolution's input, filters and (when given) output; returns the primitive's
-    keywords."""
+    keywords (and, with ``with_output_shape``, the NHWC output shape too)."""
     _check_rank(op_name, "filters", filters_shape, 4, "KH, KW, in_channels, out_channels")
     if input_shape[3] != filters_shape[2]:
         raise errors.InvalidArgumentError(
@@ -127,7 +129,7 @@ def _conv_shapes(op_name, input_shape, filters_shape, out_shape, strides, paddin
         raise errors.InvalidArgumentError(
             f"{op_name}: out_backprop has NHWC shape {tuple(out_shape)}, but an input of NHWC shape "
             f"{tuple(input_shape)} convolved with filters {tuple(filters_shape)} gives {expected}")
-    return geometry
+    return (geometry, expected) if with_output_shape else geometry
 
 
 @op(inputs=("input", "filters"))
@@ -168,6 +170,77 @@ def _(grad, input, filters, out, strides, padding, data_format="NHWC", dilations
     config = {"strides": strides, "padding": padding, "data_format": data_format, "dilations": dilations}
     return (conv2d_backprop_input(tuple(input.shape), filters, grad, **config) if needs[0] else None,
             conv2d_backprop_filter(input, tuple(filters.shape), grad, **config) if needs[1] else None)
+
+
+@op(inputs=("input", "filters", "bias", "residual"))
+def fused_conv2d(input, filters, bias=None, residual=None, strides=1, padding="VALID", activation="linear",
+                 data_format="NHWC", dilations=None):
+    """``activation(conv2d(input, filters) + bias + residual)`` in one kernel: on the GPU the bias, residual and
+    activation are applied in the convolution's epilogue, while the results are still in registers.
+
+    ``Conv2D`` and ``Conv1D`` layers call it. The gradient uses the saved output for ``relu``, ``sigmoid`` and
+    ``tanh``; ``gelu`` recomputes the pre-activation (one more convolution in the backward pass). The bias gradient
+    is the output gradient summed over batch, height and width.
+
+    Args:
+        input, filters, strides, padding, data_format, dilations: as in :func:`conv2d`.
+        bias: ``(out_channels,)``, added to every output cell; None for none.
+        residual: broadcastable to the output (in ``data_format``), added before the activation; None for none.
+        activation: ``"linear"``, ``"relu"``, ``"gelu"`` (exact, with erf), ``"sigmoid"`` or ``"tanh"``.
+
+    Returns:
+        A tensor shaped like ``conv2d``'s output.
+
+    Raises:
+        cuflow.errors.InvalidArgumentError: as :func:`conv2d`; an unknown activation; a bias that is not
+            ``(out_channels,)``; a residual that does not broadcast to the output.
+
+    Example:
+
+    >>> import cuflow as tf
+    >>> from cuflow.ops.conv import fused_conv2d
+    >>> fused_conv2d(tf.ones((1, 3, 3, 1)), tf.ones((3, 3, 1, 2)), tf.constant([-10.0, 0.0]),
+    ...              activation="relu").numpy().ravel()
+    array([0., 9.], dtype=float32)
+    """
+    if activation not in FUSED_ACTIVATIONS:
+        raise errors.InvalidArgumentError(
+            f"fused_conv2d: activation must be one of {list(FUSED_ACTIVATIONS)}, got {activation!r}")
+    _check_format("fused_conv2d", data_format)
+    _check_rank("fused_conv2d", "input", input.shape, 4, data_format)
+    x = _to_nhwc(input, data_format)
+    geometry, out_shape = _conv_shapes("fused_conv2d", x.shape, filters.shape, None, strides, padding, data_format,
+                                       dilations, with_output_shape=True)
+    if bias is not None and tuple(bias.shape) != (filters.shape[3],):
+        raise errors.InvalidArgumentError(f"fused_conv2d: bias must have shape ({filters.shape[3]},) (the filters' "
+                                          f"out_channels), got {tuple(bias.shape)}")
+    if data_format == "NCHW":
+        out_shape = (out_shape[0], out_shape[3], out_shape[1], out_shape[2])
+    if residual is not None:
+        try:
+            if np.broadcast_shapes(tuple(residual.shape), out_shape) != out_shape:
+                raise ValueError
+        except ValueError:
+            raise errors.InvalidArgumentError(f"fused_conv2d: residual with shape {tuple(residual.shape)} does not "
+                                              f"broadcast to the output's shape {out_shape}") from None
+        residual = _to_nhwc(xp(residual).broadcast_to(residual, out_shape), data_format)
+    out = backend(x).fused_conv2d(x, filters, bias, residual, activation=activation, **geometry)
+    return _from_nhwc(out, data_format)
+
+
+@fused_conv2d.gradient
+def _(grad, input, filters, bias, residual, out, strides=1, padding="VALID", activation="linear",
+      data_format="NHWC", dilations=None, needs=(True, True, True, True)):
+    config = {"strides": strides, "padding": padding, "data_format": data_format, "dilations": dilations}
+    grad = fused_activation_grad(grad, out, activation, lambda: fused_conv2d(input, filters, bias, residual,
+                                                                             **config))
+    gx, gw = conv2d.grad_fn(grad, input, filters, None, **config, needs=needs[:2])
+    gbias = gres = None
+    if bias is not None and needs[2]:
+        gbias = reduce_sum(grad, axis=(0, 1, 2) if data_format == "NHWC" else (0, 2, 3))
+    if residual is not None and needs[3]:
+        gres = unbroadcast(grad, residual.shape)
+    return gx, gw, gbias, gres
 
 
 @op(inputs=("filters", "out_backprop"))
@@ -263,10 +336,17 @@ def _lift_arg(value, axis):
 def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None, name=None):
     """1-D convolution over ``input`` of shape ``(batch, width, in_channels)`` with ``filters`` of shape
     ``(K, in_channels, out_channels)``; the other arguments as in :func:`conv2d`, with one spatial entry."""
+    return fused_conv1d(input, filters, None, stride, padding, data_format=data_format, dilations=dilations)
+
+
+def fused_conv1d(input, filters, bias=None, stride=1, padding="VALID", activation="linear", data_format="NWC",
+                 dilations=None):
+    """``activation(conv1d(input, filters) + bias)``: :func:`fused_conv2d` over an image of height 1 (``Conv1D``
+    calls it). Arguments as :func:`conv1d`; ``bias`` and ``activation`` as :func:`fused_conv2d`."""
     lifted, fmt, axis = _lift_1d("conv1d", input, data_format)
     filters = expand_dims(convert_to_tensor(filters), 0)
-    out = conv2d(lifted, filters, _lift_arg(stride, axis), _lift_arg(padding, axis), data_format=fmt,
-                 dilations=_lift_arg(dilations, axis))
+    out = fused_conv2d(lifted, filters, bias, None, _lift_arg(stride, axis), _lift_arg(padding, axis),
+                       activation=activation, data_format=fmt, dilations=_lift_arg(dilations, axis))
     return squeeze(out, axis)
 
 

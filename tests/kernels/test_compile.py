@@ -35,6 +35,12 @@ def test_every_kernel_has_an_instance_per_dtype():
     assert mma.instances() == ("gemm_mma<0, 128, 128, 16, 3>", "gemm_mma<1, 128, 128, 32, 3>",
                                "gemm_mma<2, 128, 128, 32, 3>")
     assert mma.dynamic_shared("bfloat16") == 3 * 2 * 128 * (32 + 8) * 2  # the k-inner layout is the larger
+    conv = {m.name: m for m in kernels_compile.MODULES if m.name.startswith("conv2d_")}
+    assert conv["conv2d_mma"].instances() == ("conv2d_forward_mma<0, 128, 128, 16, 3>",
+                                              "conv2d_forward_mma<1, 128, 128, 32, 3>",
+                                              "conv2d_forward_mma<2, 128, 128, 32, 3>")
+    assert conv["conv2d_mma"].dynamic_shared("float16") == mma.dynamic_shared("float16")
+    assert conv["conv2d_direct"].instances() == ("conv2d_direct<float>",)  # float32 only: the float64 one spilled
 
 
 _PTX_KERNEL = r'''
