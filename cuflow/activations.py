@@ -49,8 +49,17 @@ def gelu(x, approximate=False):
     return _nn.gelu(convert_to_tensor(x), approximate=approximate)
 
 
+def _with_logits(out, activation, logits):
+    """``out`` remembering the ``logits`` its ``activation`` was computed from, as Keras 3 does: the cross-entropy
+    losses then work from the logits (as with ``from_logits=True``), which costs a few ops instead of a dozen and
+    stays finite where the probabilities round to 0 or 1."""
+    out._logits = (activation, logits)
+    return out
+
+
 def sigmoid(x):
-    return _math.sigmoid(convert_to_tensor(x))
+    x = convert_to_tensor(x)
+    return _with_logits(_math.sigmoid(x), "sigmoid", x)
 
 
 def hard_sigmoid(x):
@@ -59,7 +68,10 @@ def hard_sigmoid(x):
 
 
 def softmax(x, axis=-1):
-    return _nn.softmax(convert_to_tensor(x), axis=axis)
+    x = convert_to_tensor(x)
+    out = _nn.softmax(x, axis=axis)
+    # the losses take logits along the last axis only: a softmax over another axis keeps its probabilities alone
+    return _with_logits(out, "softmax", x) if isinstance(axis, int) and axis in (-1, x.ndim - 1) else out
 
 
 def log_softmax(x, axis=-1):

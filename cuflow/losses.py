@@ -53,6 +53,18 @@ def _like(value, reference):
     return Tensor(array_of(value, like=reference._data, dtype=reference.dtype))
 
 
+def _logits_behind(y_pred, from_logits, activation):
+    """``(y_pred, from_logits)``: probabilities that ``activation`` (``"softmax"`` or ``"sigmoid"``) made are replaced
+    by the logits it remembered, as Keras 3's TensorFlow backend does. The loss and its gradient are then those of
+    the logits path: equal to the probability path's wherever no probability is clipped to ``[epsilon,
+    1 - epsilon]``, finite where it is, and a few ops instead of a dozen."""
+    if not from_logits:
+        made = getattr(y_pred, "_logits", None)
+        if made is not None and made[0] == activation:
+            return made[1], True
+    return y_pred, from_logits
+
+
 def _clipped(p):
     epsilon = _backend.epsilon()
     return ops.clip_by_value(p, epsilon, 1.0 - epsilon)
@@ -83,6 +95,7 @@ def huber(y_true, y_pred, delta=1.0):
 
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     """Binary cross entropy, mean over ``axis``; labels are smoothed towards 0.5 by ``label_smoothing``."""
+    y_pred, from_logits = _logits_behind(y_pred, from_logits, "sigmoid")
     y_true, y_pred = _prepare("binary_crossentropy", y_true, y_pred)
     if label_smoothing:
         y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
@@ -97,6 +110,8 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     """Cross entropy against one-hot (or soft) labels along ``axis``; probabilities are renormalized to sum to 1,
     as Keras does."""
+    if axis in (-1, np.ndim(y_pred) - 1):  # the activation's logits are along the last axis
+        y_pred, from_logits = _logits_behind(y_pred, from_logits, "softmax")
     y_true, y_pred = _prepare("categorical_crossentropy", y_true, y_pred)
     if label_smoothing:
         y_true = y_true * (1.0 - label_smoothing) + label_smoothing / y_pred.shape[axis]
@@ -116,7 +131,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
 def _sparse_crossentropy(y_true, y_pred, from_logits, ignore_class, axis):
     """The per-sample losses and the mask of the samples that count (None without ``ignore_class``)."""
     name = "sparse_categorical_crossentropy"
-    y_pred = convert_to_tensor(y_pred)
+    y_pred, from_logits = _logits_behind(convert_to_tensor(y_pred), from_logits, "softmax")
     if axis not in (-1, y_pred.ndim - 1):
         raise NotImplementedError(f"{name}: only the last axis can be the class axis, got axis={axis}")
     labels = array_of(y_true, like=y_pred._data)
@@ -135,12 +150,9 @@ def _sparse_crossentropy(y_true, y_pred, from_logits, ignore_class, axis):
         labels = labels * mask
     classes = y_pred.shape[-1]
     on_cpu = type(labels) is np.ndarray
-    if on_cpu and labels.size:
-        bad = (labels < 0) | (labels >= classes)
-        if bad.any():
-            first = labels[bad].ravel()[0]
-            raise ValueError(f"{name}: label {int(first)} is out of range [0, {classes}): y_pred has {classes} "
-                             "classes")
+    if on_cpu and labels.size and (labels.min() < 0 or labels.max() >= classes):
+        first = labels[(labels < 0) | (labels >= classes)].ravel()[0]
+        raise ValueError(f"{name}: label {int(first)} is out of range [0, {classes}): y_pred has {classes} classes")
     # On the GPU the range is not checked on the host (a device read that would stall every step): a bad label
     # makes its sample's loss and gradient NaN, as TensorFlow on a GPU.
     if from_logits:  # one fused kernel each way on the GPU (softmax_ce.cu)
@@ -224,6 +236,8 @@ def _reduce(name, values, sample_weight, mask, reduction):
         values = values * weights
     if reduction in ("none", None):
         return values
+    if reduction == "sum_over_batch_size" and count and count == values.size:
+        return ops.reduce_mean(values)  # the sum over the count, in one op
     total = ops.reduce_sum(values)
     if reduction == "sum":
         return total

@@ -58,6 +58,9 @@ class TensorShape(tuple):
         return f"TensorShape({list(self)})"
 
 
+_new_shape = tuple.__new__  # TensorShape without converting each dimension: Tensor.shape sits on hot paths
+
+
 class Tensor:
     """An immutable n-dimensional array on a device.
 
@@ -72,7 +75,9 @@ class Tensor:
     (TensorShape([2, 3]), cuflow.int32)
     """
 
-    __slots__ = ("_data", "__weakref__")
+    # _logits: ("softmax" or "sigmoid", the logits), set only on the output of those activations (Keras 3 keeps
+    # `_keras_logits` there) so the cross-entropy losses can work from the logits; unset on every other tensor.
+    __slots__ = ("_data", "_logits", "__weakref__")
     __array_priority__ = 100  # NumPy scalars and arrays defer to our reflected operators
 
     def __init__(self, data):
@@ -81,7 +86,7 @@ class Tensor:
     # --- what it is -------------------------------------------------------------------------------------------
     @property
     def shape(self):
-        return TensorShape(self._data.shape)
+        return _new_shape(TensorShape, self._data.shape)  # an array's shape is a tuple of ints already
 
     @property
     def dtype(self):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import cuflow as tf
-from cuflow import losses
+from cuflow import activations, losses
 from cuflow.testing import check_gradients
 
 EPS = 1e-7
@@ -109,3 +109,45 @@ def test_bad_input_messages():
         losses.MeanSquaredError(reduction="mean_all")
     with pytest.raises(ValueError, match="sample_weight"):
         losses.MeanSquaredError()(Y_TRUE, Y_PRED, sample_weight=np.ones(3))
+
+
+# --- outputs of softmax / sigmoid activations: the losses work from the logits they remember, as Keras 3 does ------
+LOGIT_CASES = [(losses.sparse_categorical_crossentropy, SPARSE, activations.softmax),
+               (losses.categorical_crossentropy, ONE_HOT, activations.softmax),
+               (losses.binary_crossentropy, BINARY, activations.sigmoid)]
+
+
+@pytest.mark.parametrize("fn,y_true,activation", LOGIT_CASES, ids=lambda v: getattr(v, "__name__", ""))
+def test_activation_outputs_give_the_same_loss_and_gradient_through_their_logits(device, fn, y_true, activation):
+    logits = tf.constant(Y_PRED.astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(logits)
+        out = activation(logits)
+        through_logits = fn(y_true, out)
+        through_probs = fn(y_true, tf.identity(out))  # a new tensor: probabilities only, clipped and logged
+    np.testing.assert_allclose(through_logits.numpy(), through_probs.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(through_logits, logits).numpy(),
+                               tape.gradient(through_probs, logits).numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("fn,y_true,activation", LOGIT_CASES, ids=lambda v: getattr(v, "__name__", ""))
+def test_saturated_activation_outputs_stay_exact_through_their_logits(fn, y_true, activation):
+    # probabilities round to 0 and 1 here: clipped to epsilon they would cap the loss at -log(1e-7) = 16.1
+    logits = tf.constant(np.array([[40.0, -40.0, 0.0]] * 4, np.float32))
+    expected = fn(y_true, logits, from_logits=True)
+    np.testing.assert_array_equal(fn(y_true, activation(logits)).numpy(), expected.numpy())
+    assert float(tf.reduce_max(expected)) > 20  # beyond what the clipped probabilities can give
+
+
+def test_probabilities_are_used_where_the_logits_do_not_apply():
+    x = tf.constant(Y_PRED)
+    softmax_out = activations.softmax(x)  # sigmoid's logits only for binary cross-entropy
+    assert float(losses.binary_crossentropy(BINARY, softmax_out)[0]) == \
+        float(losses.binary_crossentropy(BINARY, tf.identity(softmax_out))[0])
+    over_rows = activations.softmax(x, axis=0)  # normalized over another axis than the losses' class axis
+    np.testing.assert_array_equal(losses.categorical_crossentropy(ONE_HOT, over_rows).numpy(),
+                                  losses.categorical_crossentropy(ONE_HOT, tf.identity(over_rows)).numpy())
+    # from_logits=True keeps its meaning: the softmax output itself is taken as logits
+    np.testing.assert_array_equal(
+        losses.sparse_categorical_crossentropy(SPARSE, softmax_out, from_logits=True).numpy(),
+        losses.sparse_categorical_crossentropy(SPARSE, tf.identity(softmax_out), from_logits=True).numpy())

@@ -4,9 +4,9 @@ import numpy as np
 
 from .. import activations, dtypes, initializers, regularizers
 from ..tensor import TensorShape
-from ..ops.math import fused_matmul, matmul
+from ..ops.math import fused_matmul
 from ..ops.array import reshape, zeros
-from ..ops.nn import bias_add, dropout
+from ..ops.nn import dropout
 from .base import Layer, InputSpec, unique_name
 
 __all__ = ["Dense", "Activation", "Dropout", "Flatten", "Reshape", "InputLayer", "Input", "KerasTensor", "KerasInput"]
@@ -74,20 +74,18 @@ class Dense(Layer):
         self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
 
     # Activations the GEMM epilogue applies (fused_matmul): bias and these cost no extra pass over the output.
+    # sigmoid is not among them: applied on its own, its output remembers its logits, and binary cross-entropy
+    # takes those (activations._with_logits), as softmax's for the categorical ones.
     _FUSED_ACTIVATIONS = {activations.linear: "linear", activations.relu: "relu", activations.gelu: "gelu",
-                          activations.sigmoid: "sigmoid", activations.tanh: "tanh"}
+                          activations.tanh: "tanh"}
 
     def call(self, inputs):
         x = inputs if inputs.ndim == 2 else reshape(inputs, (-1, inputs.shape[-1]))  # one GEMM over leading axes
         fused = self._FUSED_ACTIVATIONS.get(self.activation)
-        if fused is not None:
-            out = fused_matmul(x, self.kernel, self.bias, activation=fused)
-        else:
-            out = matmul(x, self.kernel)
-            if self.bias is not None:
-                out = bias_add(out, self.bias)
-            out = self.activation(out)
-        return out if inputs.ndim == 2 else reshape(out, tuple(inputs.shape[:-1]) + (self.units,))
+        out = fused_matmul(x, self.kernel, self.bias, activation=fused or "linear")
+        if inputs.ndim != 2:
+            out = reshape(out, tuple(inputs.shape[:-1]) + (self.units,))
+        return out if fused is not None else self.activation(out)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)

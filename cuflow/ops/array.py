@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import dtypes, errors
 from .. import devices as _device
-from ..tensor import Tensor, constant
+from ..tensor import Tensor, TensorShape, constant
 from .base import op, xp, array_of
 
 __all__ = [
@@ -21,6 +21,8 @@ __all__ = [
 
 
 def _ints(values, what):
+    if type(values) is TensorShape:  # a tensor's shape (gradients pass these): ints already
+        return values
     if isinstance(values, Tensor):
         values = np.asarray(values).tolist()
     if isinstance(values, (int, np.integer)):
@@ -43,7 +45,10 @@ def _axis(axis, ndim, what):
 def reshape(tensor, shape):
     """Returns ``tensor`` with a new shape (one dimension may be -1)."""
     target = _ints(shape, "reshape")
-    known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
+    known = 1
+    for d in target:  # a Python loop: np.prod costs more than the whole reshape on these few ints
+        if d != -1:
+            known *= d
     if target.count(-1) > 1 or (-1 not in target and known != tensor.size) or \
             (-1 in target and (known == 0 or tensor.size % known)):
         raise errors.InvalidArgumentError(

@@ -3,6 +3,7 @@
 Each op's forward works on raw arrays through ``xp`` (NumPy or CuPy) or a primitive from ``kernels``; its gradient
 sits right below it and is written with cuflow ops, so gradients of gradients work.
 """
+import functools
 
 import numpy as np
 
@@ -49,8 +50,8 @@ def add(x, y):
 
 
 @add.gradient
-def _(grad, x, y, out):
-    return _binary_grads(x, y, grad, grad)
+def _(grad, x, y, out, needs=(True, True)):
+    return _binary_grads(x, y, grad if needs[0] else None, grad if needs[1] else None)
 
 
 @op
@@ -60,8 +61,8 @@ def subtract(x, y):
 
 
 @subtract.gradient
-def _(grad, x, y, out):
-    return _binary_grads(x, y, grad, -grad)
+def _(grad, x, y, out, needs=(True, True)):
+    return _binary_grads(x, y, grad if needs[0] else None, -grad if needs[1] else None)
 
 
 @op
@@ -71,8 +72,9 @@ def multiply(x, y):
 
 
 @multiply.gradient
-def _(grad, x, y, out):
-    return _binary_grads(x, y, grad * y, grad * x)
+def _(grad, x, y, out, needs=(True, True)):
+    # `needs` skips the product for a constant or a Python number (`x * 2.0`, a mask): one op fewer each way
+    return _binary_grads(x, y, grad * y if needs[0] else None, grad * x if needs[1] else None)
 
 
 @op
@@ -82,8 +84,8 @@ def divide(x, y):
 
 
 @divide.gradient
-def _(grad, x, y, out):
-    return _binary_grads(x, y, grad / y, -grad * out / y)
+def _(grad, x, y, out, needs=(True, True)):
+    return _binary_grads(x, y, grad / y if needs[0] else None, -grad * out / y if needs[1] else None)
 
 
 truediv = divide
@@ -401,6 +403,8 @@ def _axes(axis, ndim, what="reduction"):
     (``what`` names the op in the error)."""
     if axis is None:
         return tuple(range(ndim))
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case, without the loop below
+        return (axis % ndim,)
     if isinstance(axis, Tensor):
         axis = np.asarray(axis).tolist()
     if isinstance(axis, (int, np.integer)):
@@ -419,16 +423,54 @@ def _restore_reduced(grad, x, axis, keepdims):
     from .array import reshape
     if keepdims:
         return grad
-    axes = _axes(axis, len(x.shape))
-    shape = [1 if i in axes else d for i, d in enumerate(x.shape)]
-    return reshape(grad, shape)
+    shape = x.shape
+    axes = _axes(axis, len(shape))
+    if axes == tuple(range(len(axes))):  # leading axes reduced (a bias gradient, a total): it broadcasts already
+        return grad
+    return reshape(grad, tuple([1 if i in axes else d for i, d in enumerate(shape)]))
+
+
+_BLAS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_ones(n, dtype):
+    ones = np.ones(n, dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+def _ones(n, dtype):
+    """A vector of ``n`` ones, kept for the sizes a training step meets again and again (up to 1 MiB each)."""
+    return _cached_ones(n, dtype) if n * dtype.itemsize <= 1 << 20 else np.ones(n, dtype)
+
+
+def _cpu_sum(x, axes, keepdims, dtype):
+    """``np.sum`` of a NumPy array over sorted ``axes``, without its Python wrapper (several µs a call). Column sums
+    of a contiguous float array (leading axes reduced: bias gradients, batch statistics) go to BLAS as a product
+    with a vector of ones: NumPy adds those up row by row, about 10x slower (and less accurately)."""
+    k = len(axes)
+    if 0 < k < x.ndim and axes[-1] == k - 1 and x.dtype in _BLAS_DTYPES and dtype == x.dtype and \
+            x.flags.c_contiguous:
+        rows = cols = 1
+        for d in x.shape[:k]:
+            rows *= d
+        for d in x.shape[k:]:
+            cols *= d
+        if rows > 1:
+            total = _ones(rows, x.dtype) @ x.reshape(rows, cols)
+            return total.reshape((1,) * k + x.shape[k:] if keepdims else x.shape[k:])
+    return np.add.reduce(x, axis=axes, dtype=dtype, keepdims=keepdims)
 
 
 @op
 def reduce_sum(input_tensor, axis=None, keepdims=False):
     """Sum over ``axis`` (all axes when None). Booleans and integers sum as in TensorFlow (same dtype)."""
-    return xp(input_tensor).sum(input_tensor, axis=_axes(axis, input_tensor.ndim, "reduce_sum"), keepdims=keepdims,
-                                dtype=input_tensor.dtype if input_tensor.dtype.kind != "b" else np.int32)
+    axes = _axes(axis, input_tensor.ndim, "reduce_sum")
+    dtype = input_tensor.dtype if input_tensor.dtype.kind != "b" else np.int32
+    if type(input_tensor) is np.ndarray:
+        return _cpu_sum(input_tensor, axes, keepdims, dtype)
+    return input_tensor.sum(axis=axes, dtype=dtype, keepdims=keepdims)
 
 
 @reduce_sum.gradient
@@ -442,11 +484,17 @@ def reduce_mean(input_tensor, axis=None, keepdims=False):
     """Mean over ``axis``. Integer inputs give an integer (truncated) mean, as in TensorFlow."""
     m = xp(input_tensor)
     axes = _axes(axis, input_tensor.ndim, "reduce_mean")
-    if input_tensor.dtype.kind in "iu":
+    dtype = input_tensor.dtype
+    count = 1
+    for a in axes:
+        count *= input_tensor.shape[a]
+    if dtype.kind in "iu":
         total = m.sum(input_tensor, axis=axes, keepdims=keepdims)
-        count = int(np.prod([input_tensor.shape[a] for a in axes])) or 1
         # TensorFlow divides in C++, truncating toward zero: mean([-1, -2]) is -1 (floor division would give -2)
-        return (m.sign(total) * (m.abs(total) // count)).astype(input_tensor.dtype)
+        return (m.sign(total) * (m.abs(total) // (count or 1))).astype(dtype)
+    if type(input_tensor) is np.ndarray and dtype.itemsize >= 4 and dtype.kind == "f" and count:
+        # np.mean's own steps (a sum, then one correctly rounded division) without its Python wrapper
+        return np.true_divide(_cpu_sum(input_tensor, axes, keepdims, dtype), count, dtype=dtype)
     return m.mean(input_tensor, axis=axes, keepdims=keepdims)
 
 
@@ -627,21 +675,7 @@ def matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_
     TensorShape([2, 4])
     """
     ta, tb = transpose_a or adjoint_a, transpose_b or adjoint_b
-    if a.ndim < 2 or b.ndim < 2:
-        raise errors.InvalidArgumentError(
-            f"matmul: both inputs must have rank >= 2, got a with shape {tuple(a.shape)} and b with shape "
-            f"{tuple(b.shape)}")
-    ka = a.shape[-2] if ta else a.shape[-1]
-    kb = b.shape[-1] if tb else b.shape[-2]
-    if ka != kb:
-        raise errors.InvalidArgumentError(
-            f"matmul: inner dimensions differ: a has shape {tuple(a.shape)}{' (transposed)' if ta else ''}, b has "
-            f"shape {tuple(b.shape)}{' (transposed)' if tb else ''}; {ka} != {kb}")
-    try:
-        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    except ValueError:
-        raise errors.InvalidArgumentError(f"matmul: batch dimensions of a {tuple(a.shape)} and b {tuple(b.shape)} "
-                                          "do not broadcast") from None
+    _matmul_shape("matmul", a, b, ta, tb)
     return backend(a).matmul(a, b, transpose_a=ta, transpose_b=tb)
 
 
@@ -723,27 +757,41 @@ def _matmul_shape(name, a, b, ta, tb):
         raise errors.InvalidArgumentError(
             f"{name}: inner dimensions differ: a has shape {tuple(a.shape)}{' (transposed)' if ta else ''}, b has "
             f"shape {tuple(b.shape)}{' (transposed)' if tb else ''}; {ka} != {kb}")
+    return _batch_shape(name, a, b) + (a.shape[-1] if ta else a.shape[-2], b.shape[-2] if tb else b.shape[-1])
+
+
+def _batch_shape(name, a, b):
+    """The broadcast batch shape of two matmul operands (``()`` for plain matrices, decided without NumPy's
+    slow ``broadcast_shapes``); InvalidArgumentError when it does not broadcast."""
+    if a.ndim == 2 and b.ndim == 2:
+        return ()
     try:
-        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        return tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
     except ValueError:
         raise errors.InvalidArgumentError(f"{name}: batch dimensions of a {tuple(a.shape)} and b {tuple(b.shape)} "
                                           "do not broadcast") from None
-    return tuple(batch) + (a.shape[-1] if ta else a.shape[-2], b.shape[-2] if tb else b.shape[-1])
+
+
+def fused_activation_grad(grad, out, activation, preactivation):
+    """The gradient through a fused epilogue's ``activation``, from its output ``out`` (relu, sigmoid, tanh) or, for
+    gelu, whose output does not give its input back, from ``preactivation()`` (which recomputes it)."""
+    from . import nn  # noqa: PLC0415  (nn imports this module)
+    if activation == "relu":
+        return nn._where_grad(out > 0, grad)
+    if activation == "sigmoid":
+        return grad * out * (1 - out)
+    if activation == "tanh":
+        return grad * (1 - out * out)
+    if activation == "gelu":
+        return nn.gelu.grad_fn(grad, preactivation(), None)
+    return grad
 
 
 @fused_matmul.gradient
 def _(grad, a, b, bias, residual, out, activation="linear", transpose_a=False, transpose_b=False,
       needs=(True, True, True, True)):
-    from . import nn  # noqa: PLC0415  (nn imports this module)
-    if activation == "relu":
-        grad = nn._where_grad(out > 0, grad)
-    elif activation == "sigmoid":
-        grad = grad * out * (1 - out)
-    elif activation == "tanh":
-        grad = grad * (1 - out * out)
-    elif activation == "gelu":  # not recoverable from the output: recompute the pre-activation
-        z = fused_matmul(a, b, bias, residual, transpose_a=transpose_a, transpose_b=transpose_b)
-        grad = nn.gelu.grad_fn(grad, z, None)
+    grad = fused_activation_grad(grad, out, activation, lambda: fused_matmul(
+        a, b, bias, residual, transpose_a=transpose_a, transpose_b=transpose_b))
     ga, gb = matmul.grad_fn(grad, a, b, None, transpose_a=transpose_a, transpose_b=transpose_b, needs=needs[:2])
     gbias = gres = None
     if bias is not None and needs[2]:

@@ -261,7 +261,8 @@ def softmax(logits, axis=-1):
     """
     axis = _axis(-1 if axis is None else axis, logits.ndim, "softmax")
     e = xp(logits).exp(logits - logits.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    e /= e.sum(axis=axis, keepdims=True)  # in place: e is ours
+    return e
 
 
 @softmax.gradient
@@ -446,12 +447,10 @@ def _class_labels(labels, logits):
         raise errors.InvalidArgumentError(f"{name}: labels must have logits' shape without the class axis, got "
                                           f"labels {tuple(idx.shape)} and logits {tuple(logits.shape)}")
     classes = logits.shape[-1]
-    if type(idx) is np.ndarray and idx.size:
-        bad = (idx < 0) | (idx >= classes)
-        if bad.any():
-            where_bad = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise errors.InvalidArgumentError(f"{name}: label {int(idx[where_bad])} at index {list(where_bad)} is "
-                                              f"out of range [0, {classes}): logits have {classes} classes")
+    if type(idx) is np.ndarray and idx.size and (idx.min() < 0 or idx.max() >= classes):
+        where_bad = tuple(int(i) for i in np.argwhere((idx < 0) | (idx >= classes))[0])
+        raise errors.InvalidArgumentError(f"{name}: label {int(idx[where_bad])} at index {list(where_bad)} is out of "
+                                          f"range [0, {classes}): logits have {classes} classes")
     return idx
 
 
@@ -490,10 +489,20 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits):
     fused = _fused_softmax_ce(logits, logits.ndim - 1)
     if fused is not None:
         return fused.sparse_softmax_cross_entropy(logits, idx)
-    m = xp(logits)
-    safe = m.clip(idx, 0, max(logits.shape[-1] - 1, 0)).astype(np.int64)
-    picked = m.take_along_axis(_log_softmax_array(logits, -1), safe[..., None], axis=-1)[..., 0]
-    return _in_range(idx, logits.shape[-1], -picked)
+    m, classes = xp(logits), logits.shape[-1]
+    rows = logits.reshape(-1, classes)
+    shifted = rows - rows.max(axis=-1, keepdims=True)
+    log_total = m.log(m.exp(shifted).sum(axis=-1))
+    # -log_softmax at the label: log_total - shifted[label], read by fancy indexing (take_along_axis is slower)
+    picked = shifted[m.arange(rows.shape[0]), _flat_labels(idx, classes)]
+    return _in_range(idx, classes, (log_total - picked).reshape(idx.shape))
+
+
+def _flat_labels(idx, classes):
+    """The labels as one flat index per row, clipped into range on the GPU (where _in_range then makes the rows of
+    bad labels NaN); on the CPU, _class_labels has checked them."""
+    flat = idx.reshape(-1)
+    return flat if type(idx) is np.ndarray else xp(idx).clip(flat, 0, max(classes - 1, 0))
 
 
 @sparse_softmax_cross_entropy_with_logits.gradient
@@ -508,10 +517,13 @@ def _sparse_softmax_cross_entropy_grad(grad, logits, labels):
     fused = _fused_softmax_ce(logits, logits.ndim - 1)
     if fused is not None:
         return fused.sparse_softmax_cross_entropy_backward(logits, idx, grad)
-    m = xp(logits)
-    e = m.exp(logits - logits.max(axis=-1, keepdims=True))
-    hot = m.arange(logits.shape[-1]) == idx[..., None]
-    return _in_range(idx, logits.shape[-1], grad[..., None] * (e / e.sum(axis=-1, keepdims=True) - hot))
+    m, classes = xp(logits), logits.shape[-1]
+    rows = logits.reshape(-1, classes)
+    probs = m.exp(rows - rows.max(axis=-1, keepdims=True))
+    probs /= probs.sum(axis=-1, keepdims=True)
+    probs[m.arange(rows.shape[0]), _flat_labels(idx, classes)] -= 1  # softmax - one_hot, in place
+    probs *= grad.reshape(-1, 1)
+    return _in_range(idx, classes, probs.reshape(logits.shape))
 
 
 @_sparse_softmax_cross_entropy_grad.gradient

@@ -292,10 +292,11 @@ def test_max_pool_backward_routes_non_finite_gradients_exactly():
     np.testing.assert_array_equal(dx, ref_pool_backward(x, g, kind="max", **geometry))
 
 
+@pytest.mark.parametrize("case", [POOL_CASES[2], POOL_CASES[7]])  # overlapping; tiled with padding
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 @pytest.mark.parametrize("kind", ["max", "avg"])
-def test_pooling_keeps_dtype(dtype, kind):
-    x, g, geometry = pool_case(POOL_CASES[2], np.random.default_rng(7))
+def test_pooling_keeps_dtype(dtype, kind, case):
+    x, g, geometry = pool_case(case, np.random.default_rng(7))
     xs, gs = x.astype(dtype), g.astype(dtype)
     if kind == "max":
         out = cpu.max_pool2d(xs, **geometry)

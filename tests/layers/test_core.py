@@ -58,6 +58,22 @@ def test_dense_computes_activation_of_affine_map(rng):
     assert layer.count_params() == 9
 
 
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("in_shape", [(4, 2), (3, 4, 2)])
+def test_dense_softmax_and_sigmoid_outputs_keep_their_logits(activation, in_shape, rng):
+    layer = Dense(3, activation=activation, kernel_initializer="random_normal", bias_initializer="ones")
+    x = rng.standard_normal(in_shape).astype(np.float32)
+    out = layer(x)
+    kernel, bias = layer.get_weights()
+    logits = x @ kernel + bias
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True) if activation == "softmax" else \
+        1 / (1 + np.exp(-logits))
+    np.testing.assert_allclose(out.numpy(), probs, rtol=1e-5)
+    # what the cross-entropy losses read instead of the probabilities (activations._with_logits)
+    assert out._logits[0] == activation
+    np.testing.assert_allclose(out._logits[1].numpy(), logits, rtol=1e-5, atol=1e-6)
+
+
 def test_dense_gradients_match_finite_differences(rng):
     x = rng.standard_normal((3, 4))
     layer = Dense(2, activation="tanh", dtype="float64", bias_initializer="random_normal")

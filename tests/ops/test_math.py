@@ -288,6 +288,17 @@ def test_reduction_of_a_scalar_and_with_a_tensor_axis(device, name):
     _assert_close(getattr(tf, name)(tf.constant(x), axis=tf.constant(1)), REDUCTIONS[name](x, axis=1), np.float64)
 
 
+@pytest.mark.parametrize("name", ["reduce_sum", "reduce_mean"])
+def test_column_sums_propagate_nan_and_inf(device, name):
+    # leading axes of a float array: summed on the CPU by a BLAS product with ones, which must not hide specials
+    x = np.ones((2, 5, 3), np.float32)
+    x[0, 1, 0], x[1, 2, 1], x[0, 3, 2], x[1, 4, 2] = np.nan, np.inf, np.inf, -np.inf
+    with np.errstate(invalid="ignore"):  # inf - inf
+        got = getattr(tf, name)(tf.constant(x), axis=[0, 1], keepdims=True)
+        expected = REDUCTIONS[name](x, axis=(0, 1), keepdims=True)
+    np.testing.assert_array_equal(got.numpy(), expected)
+
+
 @pytest.mark.parametrize("keepdims", [False, True])
 @pytest.mark.parametrize("axis", [None, 1, -1, [0, 2]], ids=str)
 @pytest.mark.parametrize("name", ["reduce_any", "reduce_all"])
