@@ -777,7 +777,7 @@ def fused_activation_grad(grad, out, activation, preactivation):
     gelu, whose output does not give its input back, from ``preactivation()`` (which recomputes it)."""
     from . import nn  # noqa: PLC0415  (nn imports this module)
     if activation == "relu":
-        return nn._where_grad(out > 0, grad)
+        return nn._relu_grad(out, grad)
     if activation == "sigmoid":
         return grad * out * (1 - out)
     if activation == "tanh":

@@ -43,6 +43,18 @@ def _(grad_of_grad, grad, out, condition):
     return _where_grad(condition, grad_of_grad)
 
 
+@op(inputs=("grad",))
+def _relu_grad(features, grad):
+    """TensorFlow's ReluGrad, ``grad * (features > 0)``, as one op (the mask never becomes a tensor of its own).
+    ``features`` may be relu's input or its output: both are positive at the same places."""
+    return (grad * (array_of(features, like=grad) > 0)).astype(grad.dtype, copy=False)
+
+
+@_relu_grad.gradient
+def _(grad_of_grad, grad, out, features):
+    return _relu_grad(features, grad_of_grad)
+
+
 # --- activations ---------------------------------------------------------------------------------------------------
 @op
 def relu(features):
@@ -59,7 +71,7 @@ def relu(features):
 
 @relu.gradient
 def _(grad, features, out):
-    return _where_grad(greater(features, 0), grad)
+    return _relu_grad(features, grad)
 
 
 @op
