@@ -159,7 +159,10 @@ _MMA_INSTANCES = {
     "dtypes": tuple((key, f"{p}, {t}") for key, (p, t) in MMA_PRECISIONS.items()),
     "shared": tuple((key, t.shared_bytes(4 if key == "tf32" else 2)) for key, (_, t) in MMA_PRECISIONS.items()),
 }
-CONV_MMA_KERNELS = ("conv2d_forward_mma",)  # conv2d_mma.cu's kernels
+CONV_MMA_KERNELS = ("conv2d_forward_mma", "conv2d_backward_input_mma")  # conv2d_mma.cu's kernels of every precision
+# conv2d_mma.cu's backward-filter kernel, TF32 only: its split-K partial sums stay float32 (gpu.py feeds it 16-bit
+# inputs as float32 copies, exact in TF32), so one instance serves the three precisions.
+_CONV_MMA_FILTER = {key: tuple(item for item in items if item[0] == "tf32") for key, items in _MMA_INSTANCES.items()}
 
 # One module per GEMM family and tiling, so gpu.py compiles only the tilings a program launches.
 MODULES = (
@@ -183,6 +186,8 @@ MODULES = (
     KernelModule("conv2d_direct", ("matmul.cu", "conv2d.cu"), ("conv2d_direct",), dtypes=(("float32", "float"),)),
     KernelModule("conv2d_mma", ("ptx.cuh", "matmul.cu", "matmul_async.cu", "conv2d.cu", "conv2d_mma.cu"),
                  CONV_MMA_KERNELS, **_MMA_INSTANCES),
+    KernelModule("conv2d_mma_filter", ("ptx.cuh", "matmul.cu", "matmul_async.cu", "conv2d.cu", "conv2d_mma.cu"),
+                 ("conv2d_backward_filter_mma",), **_CONV_MMA_FILTER),
 )
 
 

@@ -4,7 +4,7 @@ The twin of ``cpu.py``: the same functions with the same signatures, CuPy arrays
 the ops layer above; here we only make operands contiguous, allocate outputs and launch. The kernels index every
 legal shape in bounds (sizes up to int32; offsets are 64-bit inside the kernels).
 
-Dtypes: float32 and float64 run our kernels. bfloat16 and float16 matmuls and convolution forwards run on tensor
+Dtypes: float32 and float64 run our kernels. bfloat16 and float16 matmuls and convolutions run on tensor
 cores (float32 accumulate) when their leading dimensions (channels) allow 16-byte copies; otherwise, like the other
 primitives on 2-byte floats, they are computed in float32 and cast back. float32 matmul and convolution forward use
 TF32 tensor cores only when ``cuflow.config.experimental.enable_tensor_float_32_execution(True)`` was called. Integer, bool and complex
@@ -385,30 +385,57 @@ def _conv_forward_kernel(dtype, m, f, k, channels):
     - anything else: conv2d.cu's implicit GEMM of the tiling GEMM_TABLE picks (2-byte floats computed in float32).
     ``CUFLOW_GEMM_TILING`` forces its tiling on the last two (the direct kernel then is not used).
     """
-    if dtype.name in ("bfloat16", "float16") and channels % 8 == 0 and f % 8 == 0:
-        return dtype, "conv2d_forward_mma", "conv2d_mma", MMA_PRECISIONS[dtype.name][1], dtype.name
+    mma = _conv_mma_precision(dtype, channels, f)
+    if mma in ("bfloat16", "float16"):
+        return dtype, "conv2d_forward_mma", "conv2d_mma", MMA_PRECISIONS[mma][1], mma
     compute = _compute_dtype(dtype)
     forced = os.environ.get(GEMM_TILING_ENV)
     if compute.name == "float32" and k <= DIRECT_CONV.max_taps and not forced:
         return compute, "conv2d_direct", "conv2d_direct", DIRECT_CONV, compute.name
-    if compute.name == "float32" and channels % 4 == 0 and f % 4 == 0 and _tf32_enabled():
+    if mma == "tf32":
         return compute, "conv2d_forward_mma", "conv2d_mma", MMA_PRECISIONS["tf32"][1], "tf32"
     tiling, _ = _gemm_plan(m, f, k)
     return compute, "conv2d_forward", gemm_module_name("conv2d", tiling), tiling, compute.name
 
 
+def _conv_mma_precision(dtype, channels, f):
+    """The tensor-core precision (a key of MMA_PRECISIONS) of a convolution of ``dtype`` with C = ``channels`` and
+    F = ``f``, or None: bfloat16 / float16 with C and F multiples of 8, float32 with TF32 enabled and C and F
+    multiples of 4 (16-byte chunks of channels, conv2d_mma.cu)."""
+    if dtype.name in ("bfloat16", "float16") and channels % 8 == 0 and f % 8 == 0:
+        return dtype.name
+    if dtype.name == "float32" and channels % 4 == 0 and f % 4 == 0 and _tf32_enabled():
+        return "tf32"
+    return None
+
+
 def conv2d_backward_input(grad_out, w, input_shape, *, strides=(1, 1), padding=((0, 0), (0, 0)),
                           dilations=(1, 1)):
-    """Gradient of :func:`conv2d` with respect to its input: returns ``dx`` of shape ``input_shape``."""
-    dtype, compute = grad_out.dtype, _compute_dtype(grad_out.dtype)
-    grad_out, w = _contiguous(compute, grad_out, w)
+    """Gradient of :func:`conv2d` with respect to its input: returns ``dx`` of shape ``input_shape``.
+
+    On tensor cores (``conv2d_backward_input_mma``) under the forward's conditions (:func:`_conv_mma_precision`),
+    else conv2d.cu's register-blocked kernel (2-byte floats computed in float32).
+    """
+    dtype = grad_out.dtype
     n, h, wd, c = input_shape
+    kh, kw, _, f = w.shape
+    m, k = n * h * wd, kh * kw * f
+    _i32(m, c, k + 64)  # + 64: the tensor-core copier's k may run one tile past K
+    mma = _conv_mma_precision(dtype, c, f)
+    if mma:
+        compute = np.dtype(np.float32) if mma == "tf32" else dtype
+        kernel, module_name, tiling, key = "conv2d_backward_input_mma", "conv2d_mma", MMA_PRECISIONS[mma][1], mma
+    else:
+        compute, kernel = _compute_dtype(dtype), "conv2d_backward_input"
+        tiling, _ = _gemm_plan(m, c, k)
+        module_name, key = gemm_module_name("conv2d", tiling), compute.name
+    grad_out, w = _contiguous(compute, grad_out, w)
+    if mma and not _aligned16(grad_out, w):  # a view at an odd offset: 16-byte copies would fault
+        grad_out, w = cupy.array(grad_out, copy=True), cupy.array(w, copy=True)
     dx = cupy.empty(tuple(input_shape), dtype=compute)
     geometry = _conv_geometry(input_shape, w.shape, grad_out.shape, strides, padding, dilations)
-    m, k = n * h * wd, w.shape[0] * w.shape[1] * w.shape[3]
-    tiling, _ = _gemm_plan(m, c, k)
-    _launch_gemm("conv2d", "conv2d_backward_input", compute, tiling, m, c, (grad_out, w, dx, *geometry),
-                 shape=_conv_shape(input_shape, w.shape, strides, padding, dilations))
+    _launch_gemm("conv2d", kernel, key, tiling, m, c, (grad_out, w, dx, *geometry),
+                 shape=_conv_shape(input_shape, w.shape, strides, padding, dilations), module_name=module_name)
     return dx.astype(dtype, copy=False)
 
 
@@ -416,20 +443,33 @@ def conv2d_backward_filter(x, grad_out, filter_shape, *, strides=(1, 1), padding
                            dilations=(1, 1)):
     """Gradient of :func:`conv2d` with respect to its filter: returns ``dw`` of shape ``filter_shape``.
 
-    The reduction over N*OH*OW is split into K slices summed afterwards (deterministic, no atomics).
+    The reduction over N*OH*OW is split into K slices summed afterwards (deterministic, no atomics; float32 for
+    2-byte floats).
+    Under the forward's tensor-core conditions (:func:`_conv_mma_precision`) it runs ``conv2d_backward_filter_mma``
+    in TF32 for every precision: bfloat16 / float16 inputs go in as float32 copies, which TF32 holds exactly, so the
+    products are exact and the partial sums stay float32. Else conv2d.cu's register-blocked kernel.
     """
-    dtype, compute = x.dtype, _compute_dtype(x.dtype)
-    x, grad_out = _contiguous(compute, x, grad_out)
+    dtype = x.dtype
     kh, kw, c, f = filter_shape
     m, k = kh * kw * c, math.prod(grad_out.shape[:3])
-    _i32(k)  # the kernel indexes output cells with int
-    tiling, splits = _gemm_plan(m, f, k, split_k=True)
+    _i32(k + 64)  # the kernels index output cells with int (+ 64: the tensor-core copier may run one tile past K)
+    if _conv_mma_precision(dtype, c, f):
+        compute, tiling = np.dtype(np.float32), MMA_PRECISIONS["tf32"][1]
+        kernel, module_name, key = "conv2d_backward_filter_mma", "conv2d_mma_filter", "tf32"
+        splits = _k_slices(tiling, m, f, k)
+    else:
+        compute = _compute_dtype(dtype)
+        tiling, splits = _gemm_plan(m, f, k, split_k=True)
+        kernel, module_name, key = "conv2d_backward_filter", gemm_module_name("conv2d", tiling), compute.name
     chunk = max(1, _cdiv(k, splits))
     splits = max(1, _cdiv(k, chunk))  # no empty slice
+    x, grad_out = _contiguous(compute, x, grad_out)
+    if kernel.endswith("_mma") and not _aligned16(x, grad_out):  # a view at an odd offset: 16-byte copies would fault
+        x, grad_out = cupy.array(x, copy=True), cupy.array(grad_out, copy=True)
     partial = cupy.empty((splits, *filter_shape), dtype=compute)
     geometry = _conv_geometry(x.shape, filter_shape, grad_out.shape, strides, padding, dilations)
     args = (x, grad_out, partial, *_i32(chunk), *geometry)
-    _launch_gemm("conv2d", "conv2d_backward_filter", compute, tiling, m, f, args, splits=splits,
+    _launch_gemm("conv2d", kernel, key, tiling, m, f, args, splits=splits, module_name=module_name,
                  shape=f"{_conv_shape(x.shape, filter_shape, strides, padding, dilations)} k_slices={splits}")
     dw = partial[0] if splits == 1 else partial.sum(axis=0)
     return dw.astype(dtype, copy=False)

@@ -38,8 +38,14 @@ def test_every_kernel_has_an_instance_per_dtype():
     conv = {m.name: m for m in kernels_compile.MODULES if m.name.startswith("conv2d_")}
     assert conv["conv2d_mma"].instances() == ("conv2d_forward_mma<0, 128, 128, 16, 3>",
                                               "conv2d_forward_mma<1, 128, 128, 32, 3>",
-                                              "conv2d_forward_mma<2, 128, 128, 32, 3>")
+                                              "conv2d_forward_mma<2, 128, 128, 32, 3>",
+                                              "conv2d_backward_input_mma<0, 128, 128, 16, 3>",
+                                              "conv2d_backward_input_mma<1, 128, 128, 32, 3>",
+                                              "conv2d_backward_input_mma<2, 128, 128, 32, 3>")
     assert conv["conv2d_mma"].dynamic_shared("float16") == mma.dynamic_shared("float16")
+    # the filter gradient: TF32 only (16-bit inputs run it as exact float32 copies, so its partial sums stay float32)
+    assert conv["conv2d_mma_filter"].instances() == ("conv2d_backward_filter_mma<0, 128, 128, 16, 3>",)
+    assert conv["conv2d_mma_filter"].dynamic_shared("tf32") == mma.dynamic_shared("tf32")
     assert conv["conv2d_direct"].instances() == ("conv2d_direct<float>",)  # float32 only: the float64 one spilled
 
 

@@ -1,7 +1,8 @@
 """fused_conv2d: the op (values against float64 NumPy, gradients against finite differences, CPU and GPU), the
 Conv2D / Conv1D layers that call it, and the GPU kernels behind it on the mock GPU or a real one: the direct kernel
 for few taps, the register-blocked implicit GEMM with its epilogue, and the tensor-core forward (TF32, BF16, FP16),
-each chosen where gpu._conv_forward_kernel says (checked through CUFLOW_KERNEL_LOG), plus one run of the new
+each chosen where gpu._conv_forward_kernel says (checked through CUFLOW_KERNEL_LOG), the backward passes (the
+tensor-core ones under the forward's conditions, else the register-blocked ones), plus one run of the new
 kernels under the mock's racecheck (tests/test_mock_gpu_suite.py runs the gpu cases under memcheck).
 
 Kernel tolerances, as a bound on |gpu - float64 reference| (``scale`` = conv(|x|, |w|) + |bias| + |residual|, the
@@ -237,6 +238,69 @@ def test_forced_tiling_replaces_the_direct_kernel(gpu, kernel_names, rng, monkey
     assert kernel_names() == ["conv2d_forward<float, 64, 64, 16, 4, 4>"]
 
 
+def ref_conv2d_backward(x, w, dy, strides, padding, dilations):
+    """(dx, dw) of ref_conv2d in float64: each kernel offset's slice of the padded input gets dy @ w[i, j]^T, and
+    w[i, j] the slice^T @ dy."""
+    (s0, s1), (d0, d1) = strides, dilations
+    x, w, dy = (a.astype(np.float64) for a in (x, w, dy))
+    xp = np.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    oh, ow = dy.shape[1:3]
+    for i in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            window = (slice(None), slice(i * d0, i * d0 + (oh - 1) * s0 + 1, s0),
+                      slice(j * d1, j * d1 + (ow - 1) * s1 + 1, s1))
+            dxp[window] += dy @ w[i, j].T
+            dw[i, j] = np.einsum("nhwc,nhwf->cf", xp[window], dy)
+    return dxp[:, padding[0][0]:padding[0][0] + x.shape[1], padding[1][0]:padding[1][0] + x.shape[2]], dw
+
+
+# Each: dtype, x shape, w shape, geometry, the backward-input and backward-filter kernels that must run, tolerance
+# (rel), TF32? dx's M = N*H*W and the filter's M = KH*KW*C or F pass one 128-row tile; with SPLIT_K_MIN_CHUNK
+# lowered to 32 the filter gradient's K = N*OH*OW is cut into slices that are not multiples of BK.
+BACKWARD_CASES = [
+    pytest.param(np.float32, (2, 9, 8, 12), (3, 3, 12, 20), geometry((1, 1), ((1, 1), (1, 1))),
+                 "conv2d_backward_input_mma<0,", "conv2d_backward_filter_mma<0,", 2e-3, True, id="tf32"),
+    pytest.param(BF16, (1, 10, 9, 8), (3, 2, 8, 24), geometry((2, 1), ((2, 1), (0, 1)), (2, 2)),
+                 "conv2d_backward_input_mma<1,", "conv2d_backward_filter_mma<0,", 1e-5, False,
+                 id="bf16-stride-dilation"),
+    pytest.param(F16, (2, 7, 6, 16), (2, 3, 16, 136), geometry((1, 2), ((1, 0), (1, 1))),
+                 "conv2d_backward_input_mma<2,", "conv2d_backward_filter_mma<0,", 1e-5, False, id="f16-stride"),
+    pytest.param(BF16, (2, 5, 5, 12), (3, 3, 12, 8), geometry((2, 2), ((1, 1), (1, 1))),
+                 "conv2d_backward_input<float,", "conv2d_backward_filter<float,", 1e-5, False, id="bf16-unaligned-C"),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype, xshape, wshape, geom, input_kernel, filter_kernel, rel, use_tf32", BACKWARD_CASES)
+def test_conv_backward_kernels(gpu, kernel_names, rng, monkeypatch, dtype, xshape, wshape, geom, input_kernel,
+                               filter_kernel, rel, use_tf32):
+    """gpu.conv2d_backward_input / _filter against float64, within |err| <= rel * (the same gradient of |x|, |w|,
+    |dy|) + the output rounding of |reference|. 16-bit filter gradients run the TF32 kernel on float32 copies, which
+    TF32 holds exactly: they must meet rel = 1e-5 (float32 sums), not TF32's 2e-3."""
+    monkeypatch.setattr(gpu, "SPLIT_K_MIN_CHUNK", 32)
+    cp = gpu.cupy
+    x, w = rng.standard_normal(xshape).astype(dtype), rng.standard_normal(wshape).astype(dtype)
+    dy = rng.standard_normal(ref_conv2d(x, w, **geom).shape).astype(dtype)
+    want = ref_conv2d_backward(x, w, dy, **geom)
+    scale = ref_conv2d_backward(np.abs(x.astype(np.float64)), np.abs(w.astype(np.float64)),
+                                np.abs(dy.astype(np.float64)), **geom)
+    cuflow.config.experimental.enable_tensor_float_32_execution(use_tf32)
+    try:
+        dx = gpu.conv2d_backward_input(cp.asarray(dy), cp.asarray(w), xshape, **geom)
+        dw = gpu.conv2d_backward_filter(cp.asarray(x), cp.asarray(dy), wshape, **geom)
+    finally:
+        cuflow.config.experimental.enable_tensor_float_32_execution(False)
+    names = kernel_names()
+    assert [names[0].startswith(input_kernel), names[1].startswith(filter_kernel)] == [True, True], names
+    for name, got, ref, bound in zip(("dx", "dw"), (dx, dw), want, scale):
+        got = cp.asnumpy(got)
+        assert got.dtype == dtype and got.shape == ref.shape, (name, got.dtype, got.shape)
+        err = np.abs(got.astype(np.float64) - ref)
+        bound = rel * bound + OUTPUT_ROUNDING[np.dtype(dtype)] * np.abs(ref)
+        assert np.all(err <= bound), f"{name}: max error {err.max():.3g}, worst ratio {(err / bound).max():.3g}"
+
+
 @pytest.mark.gpu
 def test_fused_conv2d_primitive_rejects_bad_activations_and_integers(gpu):
     cp = gpu.cupy
@@ -249,8 +313,9 @@ def test_fused_conv2d_primitive_rejects_bad_activations_and_integers(gpu):
 
 @pytest.mark.gpu
 def test_new_conv_kernels_pass_racecheck(gpu):
-    """The direct kernel and the tensor-core forward (TF32 and BF16, with a deferred activation) on ragged shapes, in
-    a subprocess under the mock's ThreadSanitizer (the suite's racecheck run covers test_gpu_parity.py only)."""
+    """The direct kernel, the tensor-core forward (TF32 and BF16, with a deferred activation) and the tensor-core
+    backward passes (split-K filter gradient included) on ragged shapes, in a subprocess under the mock's
+    ThreadSanitizer (the suite's racecheck run covers test_gpu_parity.py only)."""
     if cuda.is_mock() is False or os.environ.get("CUFLOW_MOCK_GPU") in ("memcheck", "racecheck"):
         pytest.skip("runs the mock's sanitizers itself: only from a plain mock-GPU run")
     from cuflow.kernels import emu
@@ -265,11 +330,21 @@ def test_new_conv_kernels_pass_racecheck(gpu):
             got = cp.asnumpy(gpu.fused_conv2d(cp.asarray(x), cp.asarray(w), cp.asarray(b), activation="gelu",
                                               padding=((1, 1), (1, 0)))).astype(np.float64)
             assert np.isfinite(got).all()
+        def backward(dtype, xshape, wshape):
+            x, w = (cp.asarray(rng.standard_normal(shape).astype(dtype)) for shape in (xshape, wshape))
+            geom = dict(strides=(2, 1), padding=((1, 1), (1, 0)))
+            dy = cp.asarray(rng.standard_normal(gpu.conv2d(x, w, **geom).shape).astype(dtype))
+            for got in (gpu.conv2d_backward_input(dy, w, xshape, **geom),
+                        gpu.conv2d_backward_filter(x, dy, wshape, **geom)):
+                assert np.isfinite(cp.asnumpy(got).astype(np.float64)).all()
+        gpu.SPLIT_K_MIN_CHUNK = 16  # several K slices of the filter gradient
         run(np.float32, (2, 7, 6, 1), (3, 3, 1, 40))
         cuflow.config.experimental.enable_tensor_float_32_execution(True)
         run(np.float32, (2, 9, 8, 4), (3, 3, 4, 16))
+        backward(np.float32, (2, 9, 8, 4), (3, 3, 4, 16))
         cuflow.config.experimental.enable_tensor_float_32_execution(False)
         run(ml_dtypes.bfloat16, (2, 9, 8, 8), (3, 3, 8, 16))
+        backward(ml_dtypes.bfloat16, (2, 9, 8, 8), (3, 3, 8, 16))
         print("clean", flush=True)
     """)
     env = {**os.environ, **emu.sanitizer_env("racecheck"), "CUFLOW_MOCK_GPU": "racecheck",

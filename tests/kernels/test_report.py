@@ -263,26 +263,27 @@ def test_tensor_core_gemm_uses_hmma_ldgsts_and_ldmatrix(rows):
     assert len(seen) == len(MMA_MODULE.instances()) * len(ARCHS)
 
 
-CONV_MMA_MODULE = next(m for m in kernels_compile.MODULES if m.name == "conv2d_mma")
+CONV_MMA_MODULES = [m for m in kernels_compile.MODULES if m.name in ("conv2d_mma", "conv2d_mma_filter")]
 
 
 def test_tensor_core_conv_uses_hmma_ldgsts_and_ldmatrix(rows):
-    """conv2d_forward_mma: on tensor cores (HMMA: a warp's 4 x 4 mma tiles x 2 k-steps per stage), both operand tiles
-    staged with 16-byte cp.async (the im2col gather and the filter rows), nothing spilled, and the 16-bit ones read
-    fragments with ldmatrix (LDSM: 4 A + 2 B per k-step). One operand layout instead of gemm_mma's four transpose
-    pairs keeps it at <= 128 registers: 2 blocks (16 warps) per SM, with its 60 KB of dynamic shared memory."""
+    """conv2d_mma.cu's forward and backward passes: on tensor cores (HMMA: a warp's 4 x 4 mma tiles x 2 k-steps per
+    stage), both operand tiles staged with 16-byte cp.async (the implicit-GEMM gathers and the filter or gradient
+    rows), nothing spilled, and the 16-bit ones read fragments with ldmatrix (LDSM: 4 A + 2 B per k-step). One
+    operand layout per kernel instead of gemm_mma's four transpose pairs keeps each at <= 128 registers: 2 blocks
+    (16 warps) per SM, with its 60 KB of dynamic shared memory."""
     seen = set()
     for r in rows:
-        if r["module"] != CONV_MMA_MODULE.name:
+        if r["module"] not in [m.name for m in CONV_MMA_MODULES]:
             continue
         seen.add((r["kernel"], r["arch"]))
         assert r["hmma"] >= 16 * 2 and r["ldgsts128"] >= 2 and r["ldgsts"] == r["ldgsts128"], r
         assert (r["spill_bytes"], r["ldl"], r["stl"]) == (0, 0, 0), r
         assert r["dynamic_shared_bytes"] > 48 * 1024 and r["bar_sync"] > 0, r
         assert r["registers"] <= 128 and r["blocks_per_sm"] >= 2, r
-        if not r["kernel"].startswith("conv2d_forward_mma<0"):
+        if "_mma<0" not in r["kernel"]:  # 16-bit
             assert r["opcodes"].get("LDSM", 0) >= 2 * (4 + 2), r
-    assert len(seen) == len(CONV_MMA_MODULE.instances()) * len(ARCHS)
+    assert len(seen) == sum(len(m.instances()) for m in CONV_MMA_MODULES) * len(ARCHS) == 7 * len(ARCHS)
 
 
 def test_direct_conv_keeps_half_the_warps_resident(rows):
