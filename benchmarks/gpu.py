@@ -1,6 +1,6 @@
 """Everything that needs a real GPU, in one call: the gpu tests, compute-sanitizer, and the kernel benchmarks.
 
-    python -m benchmarks.gpu [--skip-tests] [--skip-sanitizer] [--out DIR]
+    python -m benchmarks.gpu [--skip-tests] [--skip-sanitizer] [--only matmul,conv,...] [--tag T] [--out DIR]
 
 Writes ``gpu-<date>-<device>.json`` and ``.md`` to ``benchmarks/results/`` (and to ``$OUT`` when set). Each kernel
 result is ``{"name", "shape", "dtype", "ours_ms", "ours_tflops", "reference", "reference_ms", "reference_tflops",
@@ -80,34 +80,84 @@ def _summary_line(text):
     return lines[-1].strip("= ") if lines else text.strip().splitlines()[-1] if text.strip() else ""
 
 
-def run_gpu_tests():
+def _compile_one(name):
+    """Child process of :func:`warm_kernel_cache`: compiles one module of compile.MODULES into CuPy's disk cache."""
+    sys.path.insert(0, str(ROOT))
+    from cuflow.kernels import gpu
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
-                           "-o", "addopts=-rfE"], cwd=ROOT, capture_output=True, text=True)
+    gpu._raw_module(name).get_function(gpu._MODULES[name].instances()[0])  # loading one kernel compiles them all
+    return name, round(time.perf_counter() - start, 1)
+
+
+def warm_kernel_cache(workers=12):
+    """Compiles every kernel module once, in parallel processes, so the tests and benchmarks after it load cubins
+    from CuPy's disk cache instead of each compiling the same modules (NVRTC is CPU-bound; a fresh machine has none)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from cuflow.kernels.compile import MODULES
+    start = time.perf_counter()
+    # spawn, not fork: this process has a CUDA context already, which a forked child cannot use
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        per_module = dict(pool.map(_compile_one, [m.name for m in MODULES]))
+    return {"seconds": round(time.perf_counter() - start, 1), "modules": per_module}
+
+
+def _pytest_summary(text):
+    lines = [line for line in text.splitlines() if re.search(r"\d+ (passed|failed|error)", line) and " in " in line]
+    return lines[-1].strip("= ") if lines else ""
+
+
+def run_gpu_tests(workers=0):
+    """``pytest -m gpu`` (on ``workers`` xdist processes when pytest-xdist is there and workers > 1)."""
+    start = time.perf_counter()
+    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-o", "addopts=-rfE"]
+    try:
+        import xdist  # noqa: F401  (only whether pytest-xdist is there)
+        if workers > 1:
+            command += ["-n", str(workers), "--dist", "loadfile"]
+    except ImportError:
+        pass
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     failures = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
-    return {"command": "pytest -m gpu", "returncode": proc.returncode, "summary": _summary_line(proc.stdout),
+    return {"command": " ".join(command[2:]), "returncode": proc.returncode, "summary": _summary_line(proc.stdout),
             "failures": failures[:50], "seconds": round(time.perf_counter() - start, 1),
-            "tail": proc.stdout[-3000:] if proc.returncode else ""}
+            "tail": proc.stdout[-6000:] if proc.returncode else ""}
 
 
-def run_sanitizers(tools=("memcheck", "racecheck", "synccheck")):
+SANITIZED_TESTS = ("tests/kernels/test_gpu_parity.py", "tests/kernels/test_fused.py", "tests/kernels/test_gemm.py",
+                   "tests/kernels/test_conv_fused.py")
+
+
+def run_sanitizers(tools=("memcheck", "racecheck", "synccheck"), timeout=180):
+    """The kernel tests under each compute-sanitizer tool, the tools side by side (each its own process)."""
     sanitizer = shutil.which("compute-sanitizer") or next(
         (str(p) for p in Path("/usr/local/cuda/bin").glob("compute-sanitizer")), None)
     if sanitizer is None:
         return [{"tool": t, "skipped": "compute-sanitizer not found"} for t in tools]
-    results = []
     env = dict(os.environ, CUFLOW_EXACT_ALLOC="1")
-    for tool in tools:
-        start = time.perf_counter()
-        proc = subprocess.run([sanitizer, "--tool", tool, "--error-exitcode", "99", sys.executable, "-m", "pytest",
-                               "-q", "-x", "-p", "no:cacheprovider", "tests/kernels/test_gpu_parity.py",
-                               "tests/kernels/test_fused.py"],
-                              cwd=ROOT, capture_output=True, text=True, env=env)
-        text = proc.stdout + proc.stderr
-        found = re.findall(r"ERROR SUMMARY: (\d+) error", text)
-        results.append({"tool": tool, "returncode": proc.returncode, "errors": int(found[-1]) if found else None,
-                        "summary": _summary_line(proc.stdout), "seconds": round(time.perf_counter() - start, 1),
-                        "tail": text[-2000:] if proc.returncode else ""})
+    start = time.perf_counter()
+    procs = {tool: subprocess.Popen([sanitizer, "--tool", tool, "--error-exitcode", "99", sys.executable, "-m",
+                                     "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-rfE",
+                                     *SANITIZED_TESTS], cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, env=env) for tool in tools}
+    results = []
+    for tool, proc in procs.items():
+        try:
+            text, _ = proc.communicate(timeout=max(1.0, timeout - (time.perf_counter() - start)))
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            text, _ = proc.communicate()
+            timed_out = True
+        found = re.findall(r"ERROR SUMMARY: (\d+) error", text) or re.findall(r"\((\d+) errors, \d+ warnings\)", text)
+        hazards = re.findall(r"RACECHECK SUMMARY: (\d+) hazard", text)
+        results.append({"tool": tool, "returncode": proc.returncode, "timed_out": timed_out,
+                        "errors": int(found[-1]) if found else None,
+                        "hazards": int(hazards[-1]) if hazards else None,
+                        "pytest": _pytest_summary(text),
+                        "summary": (re.findall(r"(?:ERROR|RACECHECK) SUMMARY: .*", text) or [""])[-1],
+                        "seconds": round(time.perf_counter() - start, 1),
+                        "tail": text[-3000:] if proc.returncode or timed_out else ""})
     return results
 
 
@@ -141,6 +191,13 @@ def _result(name, shape, dtype, flops, ours_ms, reference, reference_ms):
             "ours_tflops": round(ours, 3), "reference": reference,
             "reference_ms": round(reference_ms, 4) if reference_ms else None,
             "reference_tflops": round(ref, 3) if ref else None, "ratio": round(ours / ref, 3) if ref else None}
+
+
+def _rel_err(got, want):
+    """||got - want|| / ||want|| in float64 (METHOD: float32 far under 1e-3, TF32 near 3e-4, bf16 1e-3..1e-2)."""
+    import cupy
+    got, want = cupy.asarray(got).astype(cupy.float64), cupy.asarray(want).astype(cupy.float64)
+    return float(cupy.linalg.norm(got - want) / cupy.linalg.norm(want))
 
 
 # Dense peak TFLOP/s of an H100 SXM (the H200 has the same SMs and clocks), per precision: beside each result.
@@ -185,8 +242,9 @@ def bench_matmul(quick=False):
         repeat = 5 if m >= 8192 else 15
         ref = _median_ms(lambda: cupy.matmul(a, b), repeat=repeat)
         ours = _median_ms(lambda: gpu.matmul(a, b), repeat=repeat)
-        rows.append(_with_peak(_result("sgemm", [m, n, k], "float32", 2.0 * m * n * k, ours,
-                                       "cupy.matmul (cuBLAS, TF32 off)", ref), "float32"))
+        row = _result("sgemm", [m, n, k], "float32", 2.0 * m * n * k, ours, "cupy.matmul (cuBLAS, TF32 off)", ref)
+        row["rel_err"] = _rel_err(gpu.matmul(a, b), cupy.matmul(a.astype(cupy.float64), b.astype(cupy.float64)))
+        rows.append(_with_peak(row, "float32"))
         os.environ[gpu.GEMM_PIPELINE_ENV] = "0"
         try:
             blocked = _median_ms(lambda: gpu.matmul(a, b), repeat=repeat)
@@ -214,9 +272,19 @@ def bench_matmul(quick=False):
                 ours = _median_ms(lambda: gpu.matmul(a, b), repeat=repeat)
             finally:
                 cuflow.config.experimental.enable_tensor_float_32_execution(False)
+            cuflow.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
+            try:
+                got = gpu.matmul(a, b)
+            finally:
+                cuflow.config.experimental.enable_tensor_float_32_execution(False)
             ref = _torch_matmul_ms(a, b, precision, repeat)
-            rows.append(_with_peak(_result(f"gemm {precision}", [m, n, k], precision, 2.0 * m * n * k, ours,
-                                           f"torch.matmul (cuBLAS {precision})", ref), precision))
+            row = _result(f"gemm {precision}", [m, n, k], precision, 2.0 * m * n * k, ours,
+                          f"torch.matmul (cuBLAS {precision})", ref)
+            try:
+                row["rel_err"] = _rel_err(got, cupy.matmul(a.astype(cupy.float64), b.astype(cupy.float64)))
+            except Exception as e:  # e.g. a CuPy that cannot upcast this dtype
+                row["rel_err"] = f"not checked: {type(e).__name__}: {e}"
+            rows.append(_with_peak(row, precision))
     for m, n, k in [(128, 128, 784), (4096, 4096, 4096)]:
         a = rng.standard_normal((m, k), dtype=cupy.float32)
         b = rng.standard_normal((k, n), dtype=cupy.float32)
@@ -237,13 +305,38 @@ CONV_LAYERS = [  # (name, N, H, W, C, F, padding)
 ]
 
 
-def bench_conv(quick=False):
+def _precision_arrays(rng, precision, *shapes):
+    """Standard-normal CuPy arrays of ``shapes`` in ``precision``'s dtype (tf32: float32)."""
     import cupy
+    dtype = {"float32": cupy.float32, "tf32": cupy.float32, "float16": cupy.float16}.get(precision)
+    if dtype is None:
+        import ml_dtypes
+        dtype = ml_dtypes.bfloat16
+    return [rng.standard_normal(shape, dtype=cupy.float32).astype(dtype) for shape in shapes]
+
+
+def _torch_conv_reference(x, k, bias, tpad, activation=None):
+    """float64 NHWC conv2d (+ bias, relu) by PyTorch on the CPU-free path: x NHWC, k HWIO CuPy arrays, via DLPack."""
+    import cupy
+    import torch
+    tx = torch.from_dlpack(x.astype(cupy.float64)).permute(0, 3, 1, 2)
+    tk = torch.from_dlpack(k.astype(cupy.float64)).permute(3, 2, 0, 1)
+    tb = torch.from_dlpack(bias.astype(cupy.float64)) if bias is not None else None
+    out = torch.nn.functional.conv2d(tx, tk, tb, padding=tpad)
+    if activation == "relu":
+        out = torch.relu(out)
+    return cupy.from_dlpack(out.permute(0, 2, 3, 1).contiguous())
+
+
+def bench_conv(quick=False, precisions=("float32", "tf32", "bfloat16")):
+    """conv2d forward + backward-input + backward-filter (ours) vs PyTorch conv2d forward + autograd of both
+    gradients (cuDNN, channels_last), per precision (TF32 on only for "tf32", both sides)."""
+    import cupy
+    import cuflow
     from cuflow.kernels import gpu
     try:
         import torch
         torch.backends.cudnn.benchmark = True
-        torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
     except ImportError:
         torch = None
@@ -251,33 +344,104 @@ def bench_conv(quick=False):
     rows = []
     for name, n, h, w, c, f, padding in (CONV_LAYERS[:2] if quick else CONV_LAYERS):
         pad = ((1, 1), (1, 1)) if padding == "same" else ((0, 0), (0, 0))
+        tpad = 1 if padding == "same" else 0
+        oh, ow = (h, w) if padding == "same" else (h - 2, w - 2)
+        flops = 2.0 * n * oh * ow * f * 9 * c
+        for precision in precisions:
+            try:
+                x, k, dy = _precision_arrays(rng, precision, (n, h, w, c), (3, 3, c, f), (n, oh, ow, f))
+            except Exception as e:  # e.g. a CuPy without bfloat16 arrays
+                rows.append({"name": "error", "error": f"conv2d {precision} {name}: {type(e).__name__}: {e}"})
+                continue
+
+            def ours():
+                gpu.conv2d(x, k, padding=pad)
+                gpu.conv2d_backward_input(dy, k, x.shape, strides=(1, 1), padding=pad, dilations=(1, 1))
+                gpu.conv2d_backward_filter(x, dy, k.shape, strides=(1, 1), padding=pad, dilations=(1, 1))
+            cuflow.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
+            try:
+                ours_ms = _median_ms(ours)
+                parts = {part: _median_ms(fn) for part, fn in (
+                    ("fwd", lambda: gpu.conv2d(x, k, padding=pad)),
+                    ("bwd_input", lambda: gpu.conv2d_backward_input(dy, k, x.shape, strides=(1, 1), padding=pad,
+                                                                    dilations=(1, 1))),
+                    ("bwd_filter", lambda: gpu.conv2d_backward_filter(x, dy, k.shape, strides=(1, 1), padding=pad,
+                                                                      dilations=(1, 1))))}
+                got = gpu.conv2d(x, k, padding=pad)
+            finally:
+                cuflow.config.experimental.enable_tensor_float_32_execution(False)
+            ref_ms, rel = None, None
+            if torch is not None:
+                tdtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision, torch.float32)
+                torch.backends.cudnn.allow_tf32 = precision == "tf32"
+                tx = torch.randn(n, c, h, w, device="cuda", dtype=tdtype).to(
+                    memory_format=torch.channels_last).requires_grad_()
+                tw = torch.randn(f, c, 3, 3, device="cuda", dtype=tdtype).to(
+                    memory_format=torch.channels_last).requires_grad_()
+                tdy = torch.randn(n, f, oh, ow, device="cuda", dtype=tdtype).to(memory_format=torch.channels_last)
+
+                def reference():
+                    out = torch.nn.functional.conv2d(tx, tw, padding=tpad)
+                    torch.autograd.grad(out, (tx, tw), tdy)
+                try:
+                    ref_ms = _median_ms(reference)
+                finally:
+                    torch.backends.cudnn.allow_tf32 = False
+                rel = _rel_err(got, _torch_conv_reference(x, k, None, tpad))
+            kernel = gpu._conv_forward_kernel(x.dtype, n * oh * ow, f, 9 * c, c)[1]
+            row = _result(f"conv2d fwd+bwd {precision} {name}", [n, h, w, c, f], precision, 3 * flops, ours_ms,
+                          f"torch conv2d fwd+bwd channels_last (cuDNN {precision})" if torch else None, ref_ms)
+            row["parts_ms"] = {part: round(ms, 4) for part, ms in parts.items()}
+            row["forward_kernel"] = kernel
+            row["rel_err"] = rel
+            rows.append(_with_peak(row, precision))
+    return rows
+
+
+def bench_tilings(quick=False):
+    """Every tiling of the CUDA-core GEMM and the FP32 implicit-GEMM convolution, forced one at a time
+    (CUFLOW_GEMM_TILING), on the benchmark's shapes: the measurements GEMM_TABLE's estimates are refined from."""
+    import cupy
+    from cuflow.kernels import gpu
+    from cuflow.kernels.compile import GEMM_TILINGS, PIPELINED_TILINGS
+    rng = cupy.random.default_rng(1)
+    names = [t.name for t in PIPELINED_TILINGS + GEMM_TILINGS]
+    rows = []
+    shapes = [(4096, 4096, 4096), (1024, 1024, 1024), (128, 128, 784), (128, 10, 5408), (5408, 10, 128),
+              (128, 5408, 10), (2048, 512, 2048), (512, 2048, 512)]
+    for m, n, k in shapes[:4] if quick else shapes:
+        a = rng.standard_normal((m, k), dtype=cupy.float32)
+        b = rng.standard_normal((k, n), dtype=cupy.float32)
+        ref = _median_ms(lambda: cupy.matmul(a, b))
+        chosen = gpu._gemm_kernel(a.dtype, m, n, k, False, False, 1)[3].name
+        for name in names:
+            os.environ[gpu.GEMM_TILING_ENV] = name
+            try:
+                ms = _median_ms(lambda: gpu.matmul(a, b))
+            finally:
+                del os.environ[gpu.GEMM_TILING_ENV]
+            row = _result(f"sweep sgemm {name}", [m, n, k], "float32", 2.0 * m * n * k, ms, "cupy.matmul", ref)
+            row["table_choice"] = chosen
+            rows.append(row)
+    for layer, n, h, w, c, f, padding in CONV_LAYERS[1:]:
+        pad = ((1, 1), (1, 1)) if padding == "same" else ((0, 0), (0, 0))
         x = rng.standard_normal((n, h, w, c), dtype=cupy.float32)
         k = rng.standard_normal((3, 3, c, f), dtype=cupy.float32)
-        y = gpu.conv2d(x, k, padding=pad)
-        dy = rng.standard_normal(y.shape, dtype=cupy.float32)
-        flops = 2.0 * y.size * 9 * c
-
-        def ours():
-            gpu.conv2d(x, k, padding=pad)
-            gpu.conv2d_backward_input(dy, k, x.shape, strides=(1, 1), padding=pad, dilations=(1, 1))
-            gpu.conv2d_backward_filter(x, dy, k.shape, strides=(1, 1), padding=pad, dilations=(1, 1))
-        ours_ms = _median_ms(ours)
-        ref_ms = None
-        if torch is not None:
-            tx = torch.randn(n, c, h, w, device="cuda").to(memory_format=torch.channels_last).requires_grad_()
-            tw = torch.randn(f, c, 3, 3, device="cuda").to(memory_format=torch.channels_last).requires_grad_()
-            tdy = torch.randn(n, f, y.shape[1], y.shape[2], device="cuda").to(memory_format=torch.channels_last)
-            tpad = 1 if padding == "same" else 0
-
-            def reference():
-                out = torch.nn.functional.conv2d(tx, tw, padding=tpad)
-                torch.autograd.grad(out, (tx, tw), tdy)
-            ref_ms = _median_ms(reference)
-        for part, fn in (("forward", lambda: gpu.conv2d(x, k, padding=pad)),):
-            rows.append(_result(f"conv2d {part} {name}", [n, h, w, c, f], "float32", flops, _median_ms(fn), None,
-                                None))
-        rows.append(_result(f"conv2d fwd+bwd {name}", [n, h, w, c, f], "float32", 3 * flops, ours_ms,
-                            "torch conv2d channels_last (cuDNN, TF32 off)" if torch else None, ref_ms))
+        oh, ow = (h, w) if padding == "same" else (h - 2, w - 2)
+        dy = rng.standard_normal((n, oh, ow, f), dtype=cupy.float32)
+        flops = 2.0 * n * oh * ow * f * 9 * c
+        for name in [t.name for t in GEMM_TILINGS]:
+            os.environ[gpu.GEMM_TILING_ENV] = name
+            try:
+                for part, fn in (("fwd", lambda: gpu.conv2d(x, k, padding=pad)),
+                                 ("bwd_input", lambda: gpu.conv2d_backward_input(
+                                     dy, k, x.shape, strides=(1, 1), padding=pad, dilations=(1, 1))),
+                                 ("bwd_filter", lambda: gpu.conv2d_backward_filter(
+                                     x, dy, k.shape, strides=(1, 1), padding=pad, dilations=(1, 1)))):
+                    rows.append(_result(f"sweep conv2d {part} {layer} {name}", [n, h, w, c, f], "float32", flops,
+                                        _median_ms(fn), None, None))
+            finally:
+                del os.environ[gpu.GEMM_TILING_ENV]
     return rows
 
 
@@ -340,8 +504,18 @@ def bench_conv_fused(quick=False):
                 ours = _median_ms(fused)
             finally:
                 cuflow.config.experimental.enable_tensor_float_32_execution(False)
-            rows.append(_with_peak(_result(f"conv2d bias+relu {precision} {name} [{kernel}]", [n, h, w, c, f],
-                                           precision, flops, ours, reference, ref), precision))
+            row = _result(f"conv2d bias+relu {precision} {name} [{kernel}]", [n, h, w, c, f], precision, flops,
+                          ours, reference, ref)
+            cuflow.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
+            try:
+                got = fused()
+            finally:
+                cuflow.config.experimental.enable_tensor_float_32_execution(False)
+            try:
+                row["rel_err"] = _rel_err(got, _torch_conv_reference(x, k, b, pad[0][0], "relu"))
+            except Exception as e:  # no torch
+                row["rel_err"] = f"not checked: {type(e).__name__}: {e}"
+            rows.append(_with_peak(row, precision))
             if kernel == "conv2d_direct" and precision == "float32":  # the implicit GEMM it replaces, side by side
                 tiling, _ = gpu._gemm_plan(n * oh * ow, f, 9 * c)
                 os.environ[gpu.GEMM_TILING_ENV] = tiling.name
@@ -446,12 +620,34 @@ def markdown(report):
         lines += [f"  - {failure}" for failure in tests["failures"]]
     for san in report.get("sanitizers", []):
         lines.append(f"- compute-sanitizer {san['tool']}: " + (san.get("skipped") or
-                     f"{san['errors']} errors, {san['summary']} (rc {san['returncode']})"))
-    lines += ["", "| kernel | shape | ours ms | ours TFLOP/s | reference | ref TFLOP/s | ratio |", "|---|---|---|---|---|---|---|"]
+                     f"{san['summary']}; pytest {san.get('pytest')} (rc {san['returncode']}"
+                     f"{', timed out' if san.get('timed_out') else ''})"))
+    lines += [f"- error: {e}" for e in report.get("errors", [])]
+    lines += ["", "| kernel | shape | ours ms | ours TFLOP/s | reference | ref TFLOP/s | ratio | rel. error |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in report["kernels"]:
+        err = r.get("rel_err")
+        err = f"{err:.2e}" if isinstance(err, float) else (err or "-")
         lines.append(f"| {r['name']} | {r['shape']} | {r['ours_ms']} | {r['ours_tflops']} | {r['reference'] or '-'} | "
-                     f"{r['reference_tflops'] or '-'} | {r['ratio'] or '-'} |")
+                     f"{r['reference_tflops'] or '-'} | {r['ratio'] or '-'} | {err} |")
     return "\n".join(lines) + "\n"
+
+
+BENCHMARKS = {  # name -> function(quick) returning rows; --only picks some
+    "matmul": bench_matmul,
+    "conv": bench_conv,
+    "conv_fused": bench_conv_fused,
+    "pool": lambda quick: bench_pool(),
+    "adam": lambda quick: bench_fused_adam(),
+    "tilings": bench_tilings,
+}
+
+
+def _write(report, folders, stem):
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+        (folder / f"{stem}.md").write_text(markdown(report))
 
 
 def main(argv=None):
@@ -460,36 +656,47 @@ def main(argv=None):
     parser.add_argument("--skip-tests", action="store_true")
     parser.add_argument("--skip-sanitizer", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer and smaller benchmark shapes")
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {list(BENCHMARKS)}")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                        help="compile processes, and pytest-xdist workers for pytest -m gpu")
+    parser.add_argument("--tag", default="", help="appended to the result files' names")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     report = {"facts": device_facts()}
     print(json.dumps(report["facts"]), flush=True)
+    stem = f"gpu-{report['facts']['date'][:10]}-{re.sub(r'[^A-Za-z0-9]+', '-', report['facts']['device']).strip('-')}"
+    stem += f"-{args.tag}" if args.tag else ""
+    folders = [Path(args.out)] + ([Path(os.environ["OUT"])] if os.environ.get("OUT") else [])
+    try:
+        report["compile"] = warm_kernel_cache(max(1, args.workers))
+        print("compiled every module:", report["compile"], flush=True)
+    except Exception as e:  # the tests and benchmarks compile what they need themselves
+        report["compile"] = {"error": f"{type(e).__name__}: {e}"}
+        print("compiling ahead failed:", report["compile"], flush=True)
     if not args.skip_tests:
-        report["tests"] = run_gpu_tests()
-        print("pytest -m gpu:", report["tests"]["summary"], flush=True)
-    if not args.skip_sanitizer:
-        report["sanitizers"] = run_sanitizers()
-        for san in report["sanitizers"]:
-            print("sanitizer", san, flush=True)
+        report["tests"] = run_gpu_tests(args.workers)
+        print("pytest -m gpu:", report["tests"]["summary"], report["tests"]["seconds"], "s", flush=True)
+        for failure in report["tests"]["failures"]:
+            print("  ", failure, flush=True)
     report["kernels"] = []
-    for bench in (lambda: bench_matmul(args.quick), lambda: bench_conv(args.quick),
-                  lambda: bench_conv_fused(args.quick), bench_pool,
-                  bench_fused_adam):
+    for name in args.only.split(","):
+        start = time.perf_counter()
         try:
-            rows = bench()
+            rows = BENCHMARKS[name](args.quick)
         except Exception as e:  # one failing family must not lose the others' figures
-            rows = [{"name": "error", "error": f"{type(e).__name__}: {e}"}]
+            rows = [{"name": "error", "error": f"{name}: {type(e).__name__}: {e}"}]
         for row in rows:
             print(row, flush=True)
         report["kernels"] += [r for r in rows if "error" not in r]
         report.setdefault("errors", []).extend(r["error"] for r in rows if "error" in r)
-    stem = f"gpu-{report['facts']['date'][:10]}-{re.sub(r'[^A-Za-z0-9]+', '-', report['facts']['device']).strip('-')}"
-    targets = [Path(args.out)] + ([Path(os.environ["OUT"])] if os.environ.get("OUT") else [])
-    for folder in targets:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-        (folder / f"{stem}.md").write_text(markdown(report))
+        report.setdefault("bench_seconds", {})[name] = round(time.perf_counter() - start, 1)
+        _write(report, folders, stem)  # a run cut short still leaves what it measured
+    if not args.skip_sanitizer:
+        report["sanitizers"] = run_sanitizers()
+        for san in report["sanitizers"]:
+            print("sanitizer", san, flush=True)
+    _write(report, folders, stem)
     print(markdown(report))
 
 
