@@ -128,7 +128,7 @@ SANITIZED_TESTS = ("tests/kernels/test_gpu_parity.py", "tests/kernels/test_fused
                    "tests/kernels/test_conv_fused.py")
 
 
-def run_sanitizers(tools=("memcheck", "racecheck", "synccheck"), timeout=180):
+def run_sanitizers(tools=("memcheck", "racecheck", "synccheck"), timeout=180, tests=None):
     """The kernel tests under each compute-sanitizer tool, the tools side by side (each its own process)."""
     sanitizer = shutil.which("compute-sanitizer") or next(
         (str(p) for p in Path("/usr/local/cuda/bin").glob("compute-sanitizer")), None)
@@ -138,7 +138,7 @@ def run_sanitizers(tools=("memcheck", "racecheck", "synccheck"), timeout=180):
     start = time.perf_counter()
     procs = {tool: subprocess.Popen([sanitizer, "--tool", tool, "--error-exitcode", "99", sys.executable, "-m",
                                      "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-rfE",
-                                     *SANITIZED_TESTS], cwd=ROOT, stdout=subprocess.PIPE,
+                                     *(tests or SANITIZED_TESTS)], cwd=ROOT, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, env=env) for tool in tools}
     results = []
     for tool, proc in procs.items():
@@ -633,6 +633,72 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+# Tilings of the tensor-core GEMM swept by bench_mma_tilings (BMxBNxBK-cpSTAGES; BK in elements): per precision
+# group, the default first.
+MMA_SWEEP = {
+    "16bit": ("128x128x32-cp3", "128x128x64-cp3", "128x128x32-cp4", "128x128x64-cp4", "64x128x64-cp4",
+              "128x64x64-cp4", "64x128x32-cp4"),
+    "tf32": ("128x128x16-cp3", "128x128x32-cp3", "128x128x16-cp4", "128x128x32-cp4", "64x128x32-cp4",
+             "128x64x32-cp4"),
+}
+
+
+def _compile_mma_variant(name):
+    """Child process of bench_mma_tilings: compiles the tensor-core GEMM module of tiling ``name``."""
+    sys.path.insert(0, str(ROOT))
+    os.environ["CUFLOW_MMA_TILING"] = name
+    from cuflow.kernels import gpu
+    start = time.perf_counter()
+    module_name, _ = gpu._mma_gemm("bfloat16")
+    gpu._raw_module(module_name).get_function(gpu._MODULES[module_name].instances()[0])
+    return name, round(time.perf_counter() - start, 1)
+
+
+def bench_mma_tilings(quick=False):
+    """The tensor-core GEMM at 4096^3 and 8192^3 in TF32, BF16 and FP16 with each tiling of MMA_SWEEP forced
+    (CUFLOW_MMA_TILING), against cuBLAS of the same precision: which tiling should be the default."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import cupy
+    import ml_dtypes
+    import cuflow
+    from cuflow.kernels import gpu
+    names = sorted({name for group in MMA_SWEEP.values() for name in group})
+    with ProcessPoolExecutor(max_workers=min(len(names), os.cpu_count() or 1),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        compiled = dict(pool.map(_compile_mma_variant, names))
+    print("compiled tensor-core variants:", compiled, flush=True)
+    rng = cupy.random.default_rng(2)
+    rows = []
+    for precision, dtype, group in (("bfloat16", ml_dtypes.bfloat16, "16bit"), ("float16", cupy.float16, "16bit"),
+                                    ("tf32", cupy.float32, "tf32")):
+        for size in (4096,) if quick else (4096, 8192):
+            a = rng.standard_normal((size, size), dtype=cupy.float32).astype(dtype)
+            b = rng.standard_normal((size, size), dtype=cupy.float32).astype(dtype)
+            repeat = 5 if size >= 8192 else 10
+            ref = _torch_matmul_ms(a, b, precision, repeat)
+            want = cupy.matmul(a.astype(cupy.float32), b.astype(cupy.float32)) if size <= 4096 else None
+            for name in MMA_SWEEP[group]:
+                os.environ[gpu.MMA_TILING_ENV] = name
+                cuflow.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
+                try:
+                    ms = _median_ms(lambda: gpu.matmul(a, b), repeat=repeat)
+                    got = gpu.matmul(a, b) if want is not None else None
+                except Exception as e:  # e.g. a tiling over the shared-memory limit
+                    rows.append({"name": "error", "error": f"mma sweep {precision} {name}: {type(e).__name__}: {e}"})
+                    continue
+                finally:
+                    del os.environ[gpu.MMA_TILING_ENV]
+                    cuflow.config.experimental.enable_tensor_float_32_execution(False)
+                row = _result(f"sweep gemm {precision} {name}", [size] * 3, precision, 2.0 * size ** 3, ms,
+                              f"torch.matmul (cuBLAS {precision})", ref)
+                if got is not None:
+                    row["rel_err"] = _rel_err(got, want)
+                rows.append(_with_peak(row, precision))
+    return rows
+
+
 BENCHMARKS = {  # name -> function(quick) returning rows; --only picks some
     "matmul": bench_matmul,
     "conv": bench_conv,
@@ -640,6 +706,7 @@ BENCHMARKS = {  # name -> function(quick) returning rows; --only picks some
     "pool": lambda quick: bench_pool(),
     "adam": lambda quick: bench_fused_adam(),
     "tilings": bench_tilings,
+    "mma_tilings": bench_mma_tilings,
 }
 
 
@@ -659,6 +726,8 @@ def main(argv=None):
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {list(BENCHMARKS)}")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="compile processes, and pytest-xdist workers for pytest -m gpu")
+    parser.add_argument("--sanitize", nargs="*", default=None, help="test files for compute-sanitizer (default: "
+                        "the kernel tests)")
     parser.add_argument("--tag", default="", help="appended to the result files' names")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
@@ -693,7 +762,7 @@ def main(argv=None):
         report.setdefault("bench_seconds", {})[name] = round(time.perf_counter() - start, 1)
         _write(report, folders, stem)  # a run cut short still leaves what it measured
     if not args.skip_sanitizer:
-        report["sanitizers"] = run_sanitizers()
+        report["sanitizers"] = run_sanitizers(tests=args.sanitize)
         for san in report["sanitizers"]:
             print("sanitizer", san, flush=True)
     _write(report, folders, stem)

@@ -358,7 +358,8 @@ def constant(value, dtype=None, shape=None, name=None):
     their dtype.
 
     Args:
-        value: a number, a (nested) list, a NumPy array or a Tensor.
+        value: a number, a (nested) list, a NumPy array, a CuPy array or a Tensor. A CuPy array is copied on the
+            device (to the host when the current device is a CPU), never through NumPy.
         dtype: the element type to create (``cuflow.float32``, ``"float32"`` or ``np.float32``).
         shape: if given, a scalar ``value`` is broadcast to it, otherwise ``value`` is reshaped to it.
         name: ignored (kept for TensorFlow compatibility).
@@ -381,6 +382,9 @@ def constant(value, dtype=None, shape=None, name=None):
         if dtype is not None and value.dtype != dtype:
             data = data.astype(dtypes.numpy_dtype(dtype))
         host = None
+    elif hasattr(value, "__cuda_array_interface__"):  # a CuPy (or other CUDA) array: stays on the device
+        data = _device_array_copy(value, dtype)
+        host = None
     else:
         host = _to_numpy(value, dtype)
         data = None
@@ -401,7 +405,17 @@ def constant(value, dtype=None, shape=None, name=None):
             raise TypeError("constant: string tensors live on the CPU only; create them inside "
                             "cuflow.device('/CPU:0')")
         data = _device.to_device(host, dev) if dev.is_gpu else host
+    elif not isinstance(value, Tensor):
+        data = _device.to_device(data, _device.current_device())
     return Tensor(data)
+
+
+def _device_array_copy(value, dtype):
+    """A CuPy copy of the CUDA array ``value`` in ``dtype`` (default: its own), on the device it is on."""
+    from .kernels import cuda
+    cp = cuda.cupy()
+    target = value.dtype if dtype is None else dtypes.as_dtype(dtype).numpy_dtype
+    return cp.array(value, dtype=target, copy=True)
 
 
 def _xp_of(array):

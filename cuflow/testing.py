@@ -155,5 +155,6 @@ def _forget_gpu():
     _cuda._probe.cache_clear()
     _devices._default = None
     _kernels._gpu = None
-    sys.modules.pop("cuflow.kernels.gpu", None)  # gpu.py binds the cupy module at import: import it afresh
-    _kernels.__dict__.pop("gpu", None)
+    for name in ("gpu", "fused"):  # both bind the cupy module at import: import them afresh
+        sys.modules.pop(f"cuflow.kernels.{name}", None)
+        _kernels.__dict__.pop(name, None)

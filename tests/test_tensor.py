@@ -100,3 +100,24 @@ def test_scalar_variable_accumulates():
         v.assign_add(1.5)
     v.assign_sub(0.5)
     assert float(v) == 4.0 and v.shape == ()
+
+
+@pytest.mark.gpu
+def test_constant_from_a_cupy_array_stays_on_the_device():
+    """tf.constant / tf.Variable of a CuPy array copy it on the device (no NumPy round trip, which CuPy refuses);
+    under a CPU device scope the copy comes to the host."""
+    from cuflow.kernels import cuda
+    if cuda.gpu_count() == 0 or cuda.is_mock():
+        pytest.skip("needs a real GPU (the mock GPU's arrays are NumPy arrays)")
+    cp = cuda.cupy()
+    source = cp.arange(6, dtype=cp.float32).reshape(2, 3)
+    with tf.device("/GPU:0"):
+        t = tf.constant(source)
+        v = tf.Variable(tf.constant(source, dtype=tf.float64))
+    source[0, 0] = 100.0  # a copy: the tensor does not see later writes
+    assert t.device.endswith("GPU:0") and isinstance(t._data, cp.ndarray)
+    np.testing.assert_array_equal(t.numpy(), np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert v.dtype == tf.float64 and v.numpy()[0, 0] == 0.0
+    with tf.device("/CPU:0"):
+        host = tf.constant(source)
+    assert type(host._data) is np.ndarray and host.numpy()[0, 0] == 100.0

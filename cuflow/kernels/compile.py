@@ -16,7 +16,7 @@ import sys
 
 __all__ = [
     "GemmTiling", "GEMM_TILINGS", "GEMM_TILE", "GEMM_THREADS", "POOL_THREADS", "KERNEL_DTYPES", "NVRTC_OPTIONS",
-    "PIPELINED_TILINGS", "MmaTiling", "MMA_TILING", "MMA_PRECISIONS", "DirectConvTiling", "DIRECT_CONV",
+    "PIPELINED_TILINGS", "SPLIT_K_TILINGS", "MmaTiling", "MMA_TILING", "MMA_PRECISIONS", "DirectConvTiling", "DIRECT_CONV",
     "CONV_MMA_KERNELS",
     "MODULES", "KernelModule", "gemm_module_name", "CompileError",
     "module_source", "compile_source", "compile_module", "compile_all",
@@ -80,6 +80,7 @@ GEMM_TILINGS = (
     GemmTiling(16, 16, 16, 1, 1),
 )
 GEMM_TILE = GEMM_TILINGS[0]  # the tiling of MODULES[0], the big-problem matmul
+SPLIT_K_TILINGS = (GEMM_TILINGS[2], GEMM_TILINGS[3])  # 64 x 64 and 16 x 16: the split-K kernels' tilings
 # The cp.async-pipelined versions (float32 only, 16-byte aligned operands; matmul_async.cu) of the big tilings. BK is
 # what keeps 3 stages of both tiles in static shared memory (< 48 KB).
 PIPELINED_TILINGS = (
@@ -171,6 +172,10 @@ MODULES = (
     *(KernelModule(gemm_module_name("conv2d", t), ("matmul.cu", "conv2d.cu"),
                    ("conv2d_forward", "conv2d_backward_input", "conv2d_backward_filter"), tile=t)
       for t in GEMM_TILINGS),
+    # Split-K for products with few output tiles and a long K (gpu.py's _split_k_plan): the slices, and their sum.
+    *(KernelModule(gemm_module_name("matmul_split_k", t), ("matmul.cu",), ("gemm_split_k",), tile=t)
+      for t in SPLIT_K_TILINGS),
+    KernelModule("matmul_split_k_reduce", ("matmul.cu",), ("gemm_split_k_reduce",)),
     KernelModule("pool", ("pool.cu",), ("max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward")),
     # Fused kernels, launched by fused.py: multi-tensor optimizer updates, softmax cross-entropy, Philox.
     KernelModule("optim", ("optim.cu",), ("sgd_update", "adam_update", "rmsprop_update", "adagrad_update")),

@@ -19,7 +19,8 @@ import numpy as np
 
 from . import log as _log
 from .compile import (DIRECT_CONV, GEMM_THREADS, GEMM_TILINGS, KERNEL_DTYPES, MMA_PRECISIONS, MODULES,
-                      NVRTC_OPTIONS, PIPELINED_TILINGS, POOL_THREADS, gemm_module_name, module_source)
+                      NVRTC_OPTIONS, PIPELINED_TILINGS, POOL_THREADS, SPLIT_K_TILINGS, KernelModule, MmaTiling,
+                      gemm_module_name, module_source)
 from .cuda import cupy as _get_cupy
 
 cupy = _get_cupy()
@@ -36,25 +37,33 @@ __all__ = [
 # table: the one with the least estimated time, counted in waves (every SM running `per_sm` blocks) of padded tiles
 # at the tiling's full-GPU speed. Bigger tiles compute faster, but waste work on ragged edges and leave SMs idle on
 # small grids; that trade is the whole choice. Speeds: float32 SGEMM 4096^3 with the tiling forced, on an H200
-# (2026-11-26); `per_sm` follows from each kernel's registers (65536 per SM, 256 threads per block).
+# (2026-11-26, benchmarks/results/gpu-2026-11-26-NVIDIA-H200-call1.json, "sweep sgemm" rows), of the kernel that runs
+# for aligned float32 (the pipelined one where PIPELINED has it); `per_sm` follows from each kernel's registers
+# (65536 per SM, 256 threads per block).
 GEMM_TABLE = (  # (tiling, blocks resident per SM, TFLOP/s on a full GPU)
-    (GEMM_TILINGS[0], 1, 31.5),   # 128 x 128 x 16, 8 x 8 per thread (~230 registers): big M and N
-    (GEMM_TILINGS[1], 2, 28.8),   # 128 x 64 x 8, 8 x 4 per thread (128 registers): big M, N <= 64 or ragged
-    (GEMM_TILINGS[2], 2, 22.7),   # 64 x 64 x 16, 4 x 4 per thread: medium
-    (GEMM_TILINGS[3], 5, 6.2),    # 16 x 16 x 16, one output per thread: tiny
+    (GEMM_TILINGS[0], 1, 29.8),   # 128 x 128 x 16, 8 x 8 per thread (~230 registers): big M and N
+    (GEMM_TILINGS[1], 2, 25.8),   # 128 x 64, 8 x 4 per thread, pipelined (128 x 64 x 16, 3 stages)
+    (GEMM_TILINGS[2], 2, 25.5),   # 64 x 64 x 16, 4 x 4 per thread, pipelined (3 stages): medium
+    (GEMM_TILINGS[3], 5, 6.3),    # 16 x 16 x 16, one output per thread: tiny
 )
 GEMM_TILING_ENV = "CUFLOW_GEMM_TILING"  # e.g. "64x64": force one tiling everywhere (tests, benchmarks)
 # float32 matmuls whose operands allow 16-byte copies run the cp.async-pipelined version of the tiling the table
-# picks (matmul_async.cu), where one exists. Not measured yet on a GPU (no GPU was lent since it was written):
-# CUFLOW_GEMM_PIPELINE=0 keeps the register-blocked kernels, for the benchmark's side-by-side comparison.
+# picks (matmul_async.cu) where it paid on the H200: 128 x 64 (25.8 against 20.1 TFLOP/s register-blocked at 4096^3,
+# 24.7 against 21.6 at 1024^3) and 64 x 64 (25.5 / 24.7, 24.4 / 23.2). The pipelined 128 x 128 was slower than the
+# register-blocked one (27.7 against 29.8; 247 registers leave it 1 block per SM with nothing to hide the barrier),
+# so it runs only when forced (CUFLOW_GEMM_TILING=128x128-cp3). CUFLOW_GEMM_PIPELINE=0 keeps the register-blocked
+# kernels everywhere, for the benchmark's side-by-side comparison.
 GEMM_PIPELINE_ENV = "CUFLOW_GEMM_PIPELINE"
-PIPELINED = {(t.bm, t.bn): t for t in PIPELINED_TILINGS}
+PIPELINED = {(t.bm, t.bn): t for t in PIPELINED_TILINGS if (t.bm, t.bn) != (128, 128)}
+FORCEABLE_PIPELINED = {t.name: t for t in PIPELINED_TILINGS}
 # Fused epilogue: activation codes of matmul.cu (ACT_*) and its flags.
 ACTIVATIONS = {"linear": 0, "relu": 1, "gelu": 2, "sigmoid": 3, "tanh": 4}
 EPILOGUE_BIAS, EPILOGUE_RESIDUAL = 1, 2
 DEFAULT_SM_COUNT = 132        # when the device cannot be asked (an H100's and an H200's count)
 MAX_GRID_YZ = 65535           # CUDA's limit on gridDim.y and gridDim.z (the gemm kernel loops over extra batches)
 MAX_POOL_BLOCKS = 1 << 20     # pooling kernels loop grid-stride beyond this many blocks
+SPLIT_K_MATMUL_MIN_CHUNK = 128  # matmul split-K: K slices at least this long (_split_k_plan)
+MMA_TILING_ENV = "CUFLOW_MMA_TILING"  # e.g. "128x128x64-cp4": the tensor-core GEMM's tiling (benchmark sweeps)
 SPLIT_K_TARGET_BLOCKS = 512   # conv backward-filter: split its long K until about this many blocks run ...
 SPLIT_K_MIN_CHUNK = 1024      # ... but never into slices shorter than this
 _INT32_MAX = 2**31 - 1
@@ -119,6 +128,32 @@ def _k_slices(tiling, m, n, k):
     """Split-K: cut K into slices until about SPLIT_K_TARGET_BLOCKS blocks run, none shorter than SPLIT_K_MIN_CHUNK."""
     tiles = _cdiv(m, tiling.bm) * _cdiv(n, tiling.bn)
     return max(1, min(_cdiv(SPLIT_K_TARGET_BLOCKS, tiles), k // SPLIT_K_MIN_CHUNK, MAX_GRID_YZ))
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_k_plan(m, n, k, sms):
+    """(tiling, K slices) for split-K of one m x n x k product (matmul.cu's gemm_split_k + gemm_split_k_reduce), or
+    None when the plain GEMM is estimated faster. Split-K pays where the output has too few tiles to fill the GPU and
+    K is long (the seed CNN's 128 x 5408 -> 10 Dense: one 128 x 64 tile walking K = 5408 alone). Estimated as
+    _best_gemm_plan does, plus one pass over the slices for the reduction."""
+    base, _ = _best_gemm_plan(m, n, k, 1, False, sms)
+    tiles = _cdiv(m, base.bm) * _cdiv(n, base.bn)
+    if tiles * 2 > sms or k < 2 * SPLIT_K_MATMUL_MIN_CHUNK:
+        return None
+    rows = {t: (per_sm, tflops) for t, per_sm, tflops in GEMM_TABLE}
+    best, best_cost = None, None
+    for tiling in (base,) + SPLIT_K_TILINGS:
+        per_sm, tflops = rows[tiling]
+        tiles = _cdiv(m, tiling.bm) * _cdiv(n, tiling.bn)
+        slices = 1 if tiling is base else max(1, min(_cdiv(2 * sms * per_sm, tiles), k // SPLIT_K_MATMUL_MIN_CHUNK,
+                                                     MAX_GRID_YZ))
+        slots = sms * per_sm
+        cost = _cdiv(tiles * slices, slots) * slots * tiling.bm * tiling.bn * _cdiv(k, slices) / tflops
+        if slices > 1:
+            cost += slices * m * n * 64 / tflops  # the reduction: about a K-step of 64 per output per slice
+        if best_cost is None or cost < best_cost:
+            best, best_cost = (None if slices == 1 else (tiling, slices)), cost
+    return best
 
 
 def _sm_count():
@@ -251,6 +286,28 @@ def _tf32_enabled():
     return config.experimental.tensor_float_32_execution_enabled()
 
 
+def _mma_gemm(precision):
+    """(module name, tiling) of the tensor-core GEMM for ``precision``: MMA_PRECISIONS's, or the tiling
+    CUFLOW_MMA_TILING names (``BMxBNxBK-cpSTAGES``; its module is built on first use, for benchmark sweeps)."""
+    forced = os.environ.get(MMA_TILING_ENV)
+    if not forced:
+        return "matmul_mma", MMA_PRECISIONS[precision][1]
+    try:
+        sizes, stages = forced.split("-cp")
+        bm, bn, bk = (int(v) for v in sizes.split("x"))
+        tiling = MmaTiling(bm, bn, bk, int(stages))
+    except ValueError:
+        raise ValueError(f"{MMA_TILING_ENV} must read BMxBNxBK-cpSTAGES (e.g. 128x128x32-cp3), got {forced!r}") from None
+    name = f"matmul_mma_{tiling.name}"
+    if name not in _MODULES:
+        default = _MODULES["matmul_mma"]
+        _MODULES[name] = KernelModule(
+            name, default.files, default.kernels,
+            dtypes=tuple((key, f"{code}, {tiling}") for key, (code, _) in MMA_PRECISIONS.items()),
+            shared=tuple((key, tiling.shared_bytes(4 if key == "tf32" else 2)) for key in MMA_PRECISIONS))
+    return name, tiling
+
+
 def _gemm_kernel(dtype, m, n, k, ta, tb, batches):
     """(compute dtype, kernel, module name, tiling) of the GEMM that runs this problem.
 
@@ -262,18 +319,18 @@ def _gemm_kernel(dtype, m, n, k, ta, tb, batches):
     """
     lda, ldb = (m if ta else k), (k if tb else n)
     if dtype.name in ("bfloat16", "float16") and lda % 8 == 0 and ldb % 8 == 0:
-        _, tiling = MMA_PRECISIONS[dtype.name]
-        return dtype, "gemm_mma", "matmul_mma", tiling, dtype.name
+        module_name, tiling = _mma_gemm(dtype.name)
+        return dtype, "gemm_mma", module_name, tiling, dtype.name
     compute = _compute_dtype(dtype)
     aligned = compute.name == "float32" and lda % 4 == 0 and ldb % 4 == 0
     if aligned and _tf32_enabled():
-        _, tiling = MMA_PRECISIONS["tf32"]
-        return compute, "gemm_mma", "matmul_mma", tiling, "tf32"
+        module_name, tiling = _mma_gemm("tf32")
+        return compute, "gemm_mma", module_name, tiling, "tf32"
     tiling, _ = _gemm_plan(m, n, k, batches)
     forced = os.environ.get(GEMM_TILING_ENV, "")
-    pipelined = PIPELINED.get((tiling.bm, tiling.bn))
+    pipelined = FORCEABLE_PIPELINED.get(forced) if forced else PIPELINED.get((tiling.bm, tiling.bn))
     if forced:
-        use = pipelined is not None and forced == pipelined.name
+        use = pipelined is not None
     else:
         use = pipelined is not None and os.environ.get(GEMM_PIPELINE_ENV, "1") != "0"
     if aligned and use:
@@ -292,6 +349,10 @@ def _gemm(a, b, ta, tb, bias, residual, activation, dtype):
     batch_shape = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
     batches = math.prod(batch_shape)
     compute, kernel, module_name, tiling, key = _gemm_kernel(dtype, m, n, k, ta, tb, batches)
+    if kernel in ("gemm", "gemm_pipelined") and batches == 1 and not os.environ.get(GEMM_TILING_ENV):
+        split = _split_k_plan(m, n, k, _sm_count())
+        if split is not None:
+            return _gemm_split_k(a, b, ta, tb, bias, residual, activation, dtype, compute, batch_shape, *split)
     a, stride_a = _batched_operand(a, batch_shape, compute)
     b, stride_b = _batched_operand(b, batch_shape, compute)
     if kernel != "gemm" and not _aligned16(a, b):  # a view at an odd offset: 16-byte copies would fault
@@ -304,6 +365,30 @@ def _gemm(a, b, ta, tb, bias, residual, activation, dtype):
     if epilogue:
         shape["epilogue"] = epilogue
     _launch_gemm("matmul", kernel, key, tiling, m, n, args, splits=batches, shape=shape, module_name=module_name)
+    return out.astype(dtype, copy=False)
+
+
+def _gemm_split_k(a, b, ta, tb, bias, residual, activation, dtype, compute, batch_shape, tiling, slices):
+    """One product as ``slices`` K-slice GEMMs into a (slices, m, n) buffer, then their sum through the epilogue."""
+    m, k = (a.shape[-1], a.shape[-2]) if ta else a.shape[-2:]
+    n = b.shape[-2] if tb else b.shape[-1]
+    a, b = _contiguous(compute, a.reshape(a.shape[-2:]), b.reshape(b.shape[-2:]))
+    chunk = _cdiv(k, slices)
+    slices = _cdiv(k, chunk)  # no empty slice
+    partial = cupy.empty((slices, m, n), dtype=compute)
+    shape = {"m": m, "n": n, "k": k, "k_slices": slices, "op": ("T" if ta else "N") + ("T" if tb else "N")}
+    _launch_gemm("matmul_split_k", "gemm_split_k", compute.name, tiling, m, n,
+                 (a, b, partial, *_i32(m, n, k, ta, tb, chunk)), splits=slices, shape=shape)
+    out = cupy.empty(batch_shape + (m, n), dtype=compute)
+    (bias_arg, residual_arg, flags), epilogue = _epilogue_args(bias, residual, out, compute, activation)
+    cells = m * n
+    grid, block = (min(_cdiv(cells, POOL_THREADS), MAX_POOL_BLOCKS),), (POOL_THREADS,)
+    reduce = _kernel("matmul_split_k_reduce", "gemm_split_k_reduce", compute.name)
+    if _log.enabled():
+        _log.launch(_MODULES["matmul_split_k_reduce"].instance("gemm_split_k_reduce", compute.name),
+                    "matmul_split_k_reduce", grid, block, dict(shape, epilogue=epilogue or "none"))
+    reduce(grid, block, (partial, out, *_i32(slices, m, n), bias_arg, residual_arg, *_i32(flags, _activation_code(
+        activation))))
     return out.astype(dtype, copy=False)
 
 

@@ -321,3 +321,54 @@ gemm(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c, int m,
                                                    epi);
     }
 }
+
+// --- Split-K ------------------------------------------------------------------------------------------------------
+// For products whose m x n has too few tiles to fill the GPU but whose K is long (the seed CNN's Dense layer,
+// 128 x 5408 -> 10, is one tile): block z of `gemm_split_k` sums the K range [z * k_chunk, (z + 1) * k_chunk) of
+// op(a) @ op(b) into partial + z * m * n, with no epilogue; `gemm_split_k_reduce` then adds the slices of each output
+// in order and applies the epilogue. Deterministic: no atomics. Grid of gemm_split_k: x, y as `gemm`, z = slices.
+template <typename T, GEMM_TILING_PARAMS, bool TRANSPOSE_A, bool TRANSPOSE_B>
+__device__ void gemm_k_slice(GemmShared<T, GEMM_TILING>& shared, const T* a, const T* b, T* partial, int m, int n,
+                             int k, int k_chunk)
+{
+    const long long k_begin = (long long)blockIdx.z * k_chunk;
+    const long long k_end = k_begin + k_chunk < k ? k_begin + k_chunk : k;
+    const MatrixLoad<T, TRANSPOSE_A> load_a{a, TRANSPOSE_A ? m : k};
+    const MatrixLoad<T, TRANSPOSE_B> load_b{b, TRANSPOSE_B ? k : n};
+    tile_gemm<T, GEMM_TILING>(shared, load_a, load_b, partial + (long long)blockIdx.z * m * n, m, n, k_begin, k_end);
+}
+
+template <typename T, GEMM_TILING_PARAMS>
+__global__ void __launch_bounds__(GEMM_THREADS)
+gemm_split_k(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ partial, int m, int n, int k,
+             int transpose_a, int transpose_b, int k_chunk)
+{
+    __shared__ GemmShared<T, GEMM_TILING> shared;
+    if (transpose_a && transpose_b) {
+        gemm_k_slice<T, GEMM_TILING, true, true>(shared, a, b, partial, m, n, k, k_chunk);
+    } else if (transpose_a) {
+        gemm_k_slice<T, GEMM_TILING, true, false>(shared, a, b, partial, m, n, k, k_chunk);
+    } else if (transpose_b) {
+        gemm_k_slice<T, GEMM_TILING, false, true>(shared, a, b, partial, m, n, k, k_chunk);
+    } else {
+        gemm_k_slice<T, GEMM_TILING, false, false>(shared, a, b, partial, m, n, k, k_chunk);
+    }
+}
+
+// out[i] = act(sum over s < splits of partial[s][i] + bias + residual) for the m x n outputs; grid-stride, one
+// output per thread (1-D grid of any size).
+template <typename T>
+__global__ void gemm_split_k_reduce(const T* __restrict__ partial, T* __restrict__ out, int splits, int m, int n,
+                                    const T* __restrict__ bias, const T* __restrict__ residual, int flags,
+                                    int activation)
+{
+    const Epilogue<T> epilogue{bias, residual, flags, activation};
+    const long long count = (long long)m * n;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < count;
+         i += (long long)gridDim.x * blockDim.x) {
+        T acc = T(0);
+        for (int s = 0; s < splits; ++s) acc += partial[s * count + i];
+        const T v = epilogue(acc, i, (int)(i % n));
+        out[i] = epilogue.deferred() ? activate(v, activation) : v;
+    }
+}

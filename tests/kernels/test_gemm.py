@@ -191,6 +191,65 @@ def test_fused_matmul_rejects_unknown_activations_and_integers():
         gpu.fused_matmul(cp.ones((2, 2), np.int32), cp.ones((2, 2), np.int32))
 
 
+# --- split-K -------------------------------------------------------------------------------------------------------
+# Few output tiles and a long K: the K-slice kernel plus the reducing epilogue (gpu._split_k_plan picks it). (7, 5,
+# 3000): odd, one tile, 23 slices with a ragged last one; (64, 64, 512): exactly one 64 x 64 tile; (33, 17, 1031):
+# a prime K.
+SPLIT_K_SHAPES = [(7, 5, 3000), (64, 64, 512), (33, 17, 1031)]
+
+
+@pytest.mark.parametrize("dtype, rel", [(np.float32, 1e-5), (np.float64, 1e-12)], ids=["f32", "f64"])
+@pytest.mark.parametrize("ta, tb", TRANSPOSES, ids=TRANSPOSE_IDS)
+@pytest.mark.parametrize("shape", SPLIT_K_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_split_k_gemm(shape, ta, tb, dtype, rel, rng, kernel_names):
+    m, n, k = shape
+    assert gpu._split_k_plan(m, n, k, gpu._sm_count()) is not None
+    a, b, op_a, op_b = operands(rng, m, n, k, ta, tb, dtype)
+    got = gpu.matmul(cp.asarray(a), cp.asarray(b), transpose_a=ta, transpose_b=tb)
+    check(got, op_a @ op_b, np.abs(op_a) @ np.abs(op_b), dtype, rel)
+    names = kernel_names()
+    assert len(names) == 2 and names[0].startswith("gemm_split_k<") and names[1].startswith(
+        "gemm_split_k_reduce<"), names
+
+
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+def test_split_k_epilogue(activation, rng):
+    """Bias, a residual broadcast from (n,) and every activation, applied once to the summed slices; a leading batch
+    axis of 1 keeps its shape."""
+    a, b, op_a, op_b = operands(rng, 9, 12, 2000, False, False, np.float32, batch=(1,))
+    bias = rng.standard_normal(12).astype(np.float32)
+    residual = rng.standard_normal(12).astype(np.float32)
+    got = gpu.fused_matmul(cp.asarray(a), cp.asarray(b[0]), cp.asarray(bias), cp.asarray(residual),
+                           activation=activation)
+    z = op_a @ op_b[0] + bias + residual
+    scale = np.abs(op_a) @ np.abs(op_b[0]) + np.abs(bias) + np.abs(residual)
+    check(got, cpu.ACTIVATIONS[activation](z), scale * 1.13, np.float32, 1e-5)
+
+
+def test_split_k_only_where_it_pays():
+    """Big outputs, short K and batches keep the one-pass GEMM."""
+    sms = gpu._sm_count()
+    assert gpu._split_k_plan(4096, 4096, 4096, sms) is None
+    assert gpu._split_k_plan(128, 5408, 10, sms) is None
+    assert gpu._split_k_plan(16, 16, 100, sms) is None
+    tiling, slices = gpu._split_k_plan(128, 10, 5408, sms)
+    assert slices > 8 and tiling in gpu.SPLIT_K_TILINGS
+
+
+def test_forced_tensor_core_tiling(rng, kernel_names, monkeypatch):
+    """CUFLOW_MMA_TILING builds and runs another tiling of the tensor-core GEMM (benchmark sweeps); a malformed one is
+    refused, naming the variable."""
+    monkeypatch.setenv(gpu.MMA_TILING_ENV, "64x128x64-cp4")
+    a, b, op_a, op_b = operands(rng, 72, 136, 80, False, True, BF16)
+    got = gpu.matmul(cp.asarray(a), cp.asarray(b), transpose_b=True)
+    check(got, op_a @ op_b, np.abs(op_a) @ np.abs(op_b), BF16, 1e-5)
+    assert kernel_names() == ["gemm_mma<1,"]
+    assert gpu._MODULES["matmul_mma_64x128x64-cp4"].instance("gemm_mma", "bfloat16") == "gemm_mma<1, 64, 128, 64, 4>"
+    monkeypatch.setenv(gpu.MMA_TILING_ENV, "big")
+    with pytest.raises(ValueError, match="CUFLOW_MMA_TILING must read"):
+        gpu.matmul(cp.asarray(a), cp.asarray(b), transpose_b=True)
+
+
 # --- the kernel log ------------------------------------------------------------------------------------------------
 def test_kernel_log_prints_one_line_per_launch(rng, monkeypatch, capfd):
     monkeypatch.setenv(kernel_log.ENV, "1")
