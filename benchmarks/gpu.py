@@ -328,6 +328,31 @@ def _torch_conv_reference(x, k, bias, tpad, activation=None):
     return cupy.from_dlpack(out.permute(0, 2, 3, 1).contiguous())
 
 
+def _torch_conv_fwd_bwd_ms(n, h, w, c, f, tpad, precision):
+    """PyTorch conv2d forward + autograd of the input and filter gradients (cuDNN, channels_last, 3 x 3), in
+    ``precision`` (TF32 only for "tf32"); None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = False
+    tdtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision, torch.float32)
+    oh, ow = h + 2 * tpad - 2, w + 2 * tpad - 2
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    tx = torch.randn(n, c, h, w, device="cuda", dtype=tdtype).to(memory_format=torch.channels_last).requires_grad_()
+    tw = torch.randn(f, c, 3, 3, device="cuda", dtype=tdtype).to(memory_format=torch.channels_last).requires_grad_()
+    tdy = torch.randn(n, f, oh, ow, device="cuda", dtype=tdtype).to(memory_format=torch.channels_last)
+
+    def reference():
+        out = torch.nn.functional.conv2d(tx, tw, padding=tpad)
+        torch.autograd.grad(out, (tx, tw), tdy)
+    try:
+        return _median_ms(reference)
+    finally:
+        torch.backends.cudnn.allow_tf32 = False
+
+
 def bench_conv(quick=False, precisions=("float32", "tf32", "bfloat16")):
     """conv2d forward + backward-input + backward-filter (ours) vs PyTorch conv2d forward + autograd of both
     gradients (cuDNN, channels_last), per precision (TF32 on only for "tf32", both sides)."""
@@ -372,21 +397,7 @@ def bench_conv(quick=False, precisions=("float32", "tf32", "bfloat16")):
                 cuflow.config.experimental.enable_tensor_float_32_execution(False)
             ref_ms, rel = None, None
             if torch is not None:
-                tdtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision, torch.float32)
-                torch.backends.cudnn.allow_tf32 = precision == "tf32"
-                tx = torch.randn(n, c, h, w, device="cuda", dtype=tdtype).to(
-                    memory_format=torch.channels_last).requires_grad_()
-                tw = torch.randn(f, c, 3, 3, device="cuda", dtype=tdtype).to(
-                    memory_format=torch.channels_last).requires_grad_()
-                tdy = torch.randn(n, f, oh, ow, device="cuda", dtype=tdtype).to(memory_format=torch.channels_last)
-
-                def reference():
-                    out = torch.nn.functional.conv2d(tx, tw, padding=tpad)
-                    torch.autograd.grad(out, (tx, tw), tdy)
-                try:
-                    ref_ms = _median_ms(reference)
-                finally:
-                    torch.backends.cudnn.allow_tf32 = False
+                ref_ms = _torch_conv_fwd_bwd_ms(n, h, w, c, f, tpad, precision)
                 rel = _rel_err(got, _torch_conv_reference(x, k, None, tpad))
             kernel = gpu._conv_forward_kernel(x.dtype, n * oh * ow, f, 9 * c, c)[1]
             row = _result(f"conv2d fwd+bwd {precision} {name}", [n, h, w, c, f], precision, 3 * flops, ours_ms,
@@ -635,40 +646,48 @@ def markdown(report):
 
 # Tilings of the tensor-core GEMM swept by bench_mma_tilings (BMxBNxBK-cpSTAGES; BK in elements): per precision
 # group, the default first.
+# The first sweep (2026-11-26, call2) also had 128x128x32-cp3/-cp4, 128x128x64-cp4, 64x128x64-cp4, 128x64x64-cp4,
+# 64x128x32-cp4 (16-bit) and 128x128x16-cp3/-cp4, 128x128x32-cp3, 64x128x32-cp4, 128x64x32-cp4 (TF32); the
+# defaults below won it. 128 x 256 and 256 x 128 spill registers in TF32 (kernel report), so are swept in 16-bit only.
 MMA_SWEEP = {
-    "16bit": ("128x128x32-cp3", "128x128x64-cp3", "128x128x32-cp4", "128x128x64-cp4", "64x128x64-cp4",
-              "128x64x64-cp4", "64x128x32-cp4"),
-    "tf32": ("128x128x16-cp3", "128x128x32-cp3", "128x128x16-cp4", "128x128x32-cp4", "64x128x32-cp4",
-             "128x64x32-cp4"),
+    "16bit": ("128x128x64-cp3", "128x256x32-cp3", "128x256x64-cp3", "256x128x32-cp3"),
+    "tf32": ("128x128x32-cp4",),
 }
+# The tensor-core convolutions' tilings swept by bench_conv_mma_tilings (CUFLOW_CONV_MMA_TILING), the default first.
+CONV_MMA_SWEEP = {"tf32": ("128x128x16-cp3", "128x128x32-cp3", "128x128x32-cp4"),
+                  "bfloat16": ("128x128x32-cp3", "128x128x64-cp3")}
 
 
-def _compile_mma_variant(name):
-    """Child process of bench_mma_tilings: compiles the tensor-core GEMM module of tiling ``name``."""
+def _compile_mma_variant(job):
+    """Child process of the tensor-core sweeps: compiles module ``base`` ("matmul_mma", "conv2d_mma",
+    "conv2d_mma_filter") built for tiling ``name``."""
+    base, name = job
     sys.path.insert(0, str(ROOT))
-    os.environ["CUFLOW_MMA_TILING"] = name
+    os.environ["CUFLOW_MMA_TILING" if base == "matmul_mma" else "CUFLOW_CONV_MMA_TILING"] = name
     from cuflow.kernels import gpu
     start = time.perf_counter()
-    module_name, _ = gpu._mma_gemm("bfloat16")
+    module_name, _ = gpu._mma_module(base, "tf32")
     gpu._raw_module(module_name).get_function(gpu._MODULES[module_name].instances()[0])
-    return name, round(time.perf_counter() - start, 1)
+    return f"{base} {name}", round(time.perf_counter() - start, 1)
+
+
+def _compile_variants(jobs):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        return dict(pool.map(_compile_mma_variant, jobs))
 
 
 def bench_mma_tilings(quick=False):
     """The tensor-core GEMM at 4096^3 and 8192^3 in TF32, BF16 and FP16 with each tiling of MMA_SWEEP forced
     (CUFLOW_MMA_TILING), against cuBLAS of the same precision: which tiling should be the default."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     import cupy
     import ml_dtypes
     import cuflow
     from cuflow.kernels import gpu
     names = sorted({name for group in MMA_SWEEP.values() for name in group})
-    with ProcessPoolExecutor(max_workers=min(len(names), os.cpu_count() or 1),
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
-        compiled = dict(pool.map(_compile_mma_variant, names))
-    print("compiled tensor-core variants:", compiled, flush=True)
+    print("compiled tensor-core variants:", _compile_variants([("matmul_mma", n) for n in names]), flush=True)
     rng = cupy.random.default_rng(2)
     rows = []
     for precision, dtype, group in (("bfloat16", ml_dtypes.bfloat16, "16bit"), ("float16", cupy.float16, "16bit"),
@@ -699,6 +718,53 @@ def bench_mma_tilings(quick=False):
     return rows
 
 
+def bench_conv_mma_tilings(quick=False):
+    """The tensor-core convolutions (forward, backward-input, backward-filter) with each tiling of CONV_MMA_SWEEP
+    forced (CUFLOW_CONV_MMA_TILING; the backward-filter kernel is TF32 for every precision and takes the same
+    tiling), on the benchmark's layers with C, F multiples of 8. Forward checked against PyTorch in float64."""
+    import cupy
+    import cuflow
+    from cuflow.kernels import gpu
+    jobs = [(base, name) for names in CONV_MMA_SWEEP.values() for name in names
+            for base in ("conv2d_mma", "conv2d_mma_filter")]
+    print("compiled conv tensor-core variants:", _compile_variants(sorted(set(jobs))), flush=True)
+    rng = cupy.random.default_rng(3)
+    rows = []
+    for layer, n, h, w, c, f, padding in CONV_LAYERS[1:2] if quick else CONV_LAYERS[1:]:
+        pad = ((1, 1), (1, 1)) if padding == "same" else ((0, 0), (0, 0))
+        oh, ow = (h, w) if padding == "same" else (h - 2, w - 2)
+        flops = 2.0 * n * oh * ow * f * 9 * c
+        for precision, names in CONV_MMA_SWEEP.items():
+            x, k, dy = _precision_arrays(rng, precision, (n, h, w, c), (3, 3, c, f), (n, oh, ow, f))
+            want = _torch_conv_reference(x, k, None, pad[0][0])
+            ref_ms = _torch_conv_fwd_bwd_ms(n, h, w, c, f, pad[0][0], precision)
+            for name in names:
+                os.environ[gpu.CONV_MMA_TILING_ENV] = name
+                cuflow.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
+                try:
+                    parts = {part: _median_ms(fn, repeat=10) for part, fn in (
+                        ("fwd", lambda: gpu.conv2d(x, k, padding=pad)),
+                        ("bwd_input", lambda: gpu.conv2d_backward_input(dy, k, x.shape, strides=(1, 1),
+                                                                        padding=pad, dilations=(1, 1))),
+                        ("bwd_filter", lambda: gpu.conv2d_backward_filter(x, dy, k.shape, strides=(1, 1),
+                                                                          padding=pad, dilations=(1, 1))))}
+                    got = gpu.conv2d(x, k, padding=pad)
+                except Exception as e:  # e.g. over the shared-memory limit
+                    rows.append({"name": "error", "error": f"conv mma sweep {precision} {name} {layer}: "
+                                                           f"{type(e).__name__}: {e}"})
+                    continue
+                finally:
+                    del os.environ[gpu.CONV_MMA_TILING_ENV]
+                    cuflow.config.experimental.enable_tensor_float_32_execution(False)
+                row = _result(f"sweep conv2d fwd+bwd {precision} {layer} {name}", [n, h, w, c, f], precision,
+                              3 * flops, sum(parts.values()),
+                              f"torch conv2d fwd+bwd channels_last (cuDNN {precision})", ref_ms)
+                row["parts_ms"] = {part: round(ms, 4) for part, ms in parts.items()}
+                row["rel_err"] = _rel_err(got, want)
+                rows.append(_with_peak(row, precision))
+    return rows
+
+
 BENCHMARKS = {  # name -> function(quick) returning rows; --only picks some
     "matmul": bench_matmul,
     "conv": bench_conv,
@@ -707,6 +773,7 @@ BENCHMARKS = {  # name -> function(quick) returning rows; --only picks some
     "adam": lambda quick: bench_fused_adam(),
     "tilings": bench_tilings,
     "mma_tilings": bench_mma_tilings,
+    "conv_mma_tilings": bench_conv_mma_tilings,
 }
 
 

@@ -16,7 +16,7 @@ import sys
 
 __all__ = [
     "GemmTiling", "GEMM_TILINGS", "GEMM_TILE", "GEMM_THREADS", "POOL_THREADS", "KERNEL_DTYPES", "NVRTC_OPTIONS",
-    "PIPELINED_TILINGS", "SPLIT_K_TILINGS", "MmaTiling", "MMA_TILING", "MMA_PRECISIONS", "DirectConvTiling", "DIRECT_CONV",
+    "PIPELINED_TILINGS", "SPLIT_K_TILINGS", "MmaTiling", "MMA_TILING", "MMA_PRECISIONS", "CONV_MMA_TILING", "CONV_MMA_PRECISIONS", "DirectConvTiling", "DIRECT_CONV",
     "CONV_MMA_KERNELS",
     "MODULES", "KernelModule", "gemm_module_name", "CompileError",
     "module_source", "compile_source", "compile_module", "compile_all",
@@ -88,11 +88,20 @@ PIPELINED_TILINGS = (
     GemmTiling(128, 64, 16, 8, 4, stages=3),
     GemmTiling(64, 64, 16, 4, 4, stages=3),
 )
-# The tensor-core GEMM: 128 x 128 blocks, 3 stages; BK = 16 (TF32, 2 mma k-steps of 8) or 32 (BF16/FP16, 2 of 16).
-MMA_TILING = {"tf32": MmaTiling(128, 128, 16, 3), "16bit": MmaTiling(128, 128, 32, 3)}
-# Precision keys of gemm_mma -> its template argument P, and the tiling each uses.
+# The tensor-core GEMM: 128 x 128 blocks; BK = 32 (TF32, 4 mma k-steps of 8) with 4 stages, 64 (BF16/FP16, 4 of 16)
+# with 3. Chosen by the H200 sweep of 2026-11-26 (benchmarks/results/gpu-2026-11-26-NVIDIA-H200-call2.json, "sweep
+# gemm" rows, 4096^3 / 8192^3 TFLOP/s): BF16 194 / 205 against 165 / 163 for the earlier BK = 32, 3 stages; TF32
+# 74 / 76 against 61 / 64 for BK = 16, 3 stages. A deeper K tile halves the barriers and fragment-load bubbles per
+# mma; 64 x 128 and 128 x 64 blocks were slower (more blocks, each re-reading its operands).
+MMA_TILING = {"tf32": MmaTiling(128, 128, 32, 4), "16bit": MmaTiling(128, 128, 64, 3)}
+# The convolutions' tensor-core tilings: the earlier ones, until a GPU run measures the deeper tiles on them (their
+# K = KH*KW*C is often short: 288 for the seed's 3 x 3 x 32, which a 64-deep tile would pad by a third).
+CONV_MMA_TILING = {"tf32": MmaTiling(128, 128, 16, 3), "16bit": MmaTiling(128, 128, 32, 3)}
+# Precision keys of gemm_mma (and of the conv kernels) -> its template argument P, and the tiling each uses.
 MMA_PRECISIONS = {"tf32": ("0", MMA_TILING["tf32"]), "bfloat16": ("1", MMA_TILING["16bit"]),
                   "float16": ("2", MMA_TILING["16bit"])}
+CONV_MMA_PRECISIONS = {"tf32": ("0", CONV_MMA_TILING["tf32"]), "bfloat16": ("1", CONV_MMA_TILING["16bit"]),
+                       "float16": ("2", CONV_MMA_TILING["16bit"])}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,14 +165,20 @@ def gemm_module_name(family, tiling):
 
 # The tensor-core modules' instances: one per precision (template arguments "P, BM, BN, BK, STAGES") and the dynamic
 # shared memory each is launched with.
-_MMA_INSTANCES = {
-    "dtypes": tuple((key, f"{p}, {t}") for key, (p, t) in MMA_PRECISIONS.items()),
-    "shared": tuple((key, t.shared_bytes(4 if key == "tf32" else 2)) for key, (_, t) in MMA_PRECISIONS.items()),
-}
+def _mma_instances(precisions):
+    """KernelModule arguments of a tensor-core module: one instance per precision (template arguments "P, BM, BN,
+    BK, STAGES") and the dynamic shared memory each is launched with."""
+    return {"dtypes": tuple((key, f"{p}, {t}") for key, (p, t) in precisions.items()),
+            "shared": tuple((key, t.shared_bytes(4 if key == "tf32" else 2)) for key, (_, t) in precisions.items())}
+
+
+_MMA_INSTANCES = _mma_instances(MMA_PRECISIONS)
+_CONV_MMA_INSTANCES = _mma_instances(CONV_MMA_PRECISIONS)
 CONV_MMA_KERNELS = ("conv2d_forward_mma", "conv2d_backward_input_mma")  # conv2d_mma.cu's kernels of every precision
 # conv2d_mma.cu's backward-filter kernel, TF32 only: its split-K partial sums stay float32 (gpu.py feeds it 16-bit
 # inputs as float32 copies, exact in TF32), so one instance serves the three precisions.
-_CONV_MMA_FILTER = {key: tuple(item for item in items if item[0] == "tf32") for key, items in _MMA_INSTANCES.items()}
+_CONV_MMA_FILTER = {key: tuple(item for item in items if item[0] == "tf32")
+                    for key, items in _CONV_MMA_INSTANCES.items()}
 
 # One module per GEMM family and tiling, so gpu.py compiles only the tilings a program launches.
 MODULES = (
@@ -190,7 +205,7 @@ MODULES = (
     # Convolution: the direct kernel for few taps, and the implicit GEMMs on tensor cores (matmul_async.cu's core).
     KernelModule("conv2d_direct", ("matmul.cu", "conv2d.cu"), ("conv2d_direct",), dtypes=(("float32", "float"),)),
     KernelModule("conv2d_mma", ("ptx.cuh", "matmul.cu", "matmul_async.cu", "conv2d.cu", "conv2d_mma.cu"),
-                 CONV_MMA_KERNELS, **_MMA_INSTANCES),
+                 CONV_MMA_KERNELS, **_CONV_MMA_INSTANCES),
     KernelModule("conv2d_mma_filter", ("ptx.cuh", "matmul.cu", "matmul_async.cu", "conv2d.cu", "conv2d_mma.cu"),
                  ("conv2d_backward_filter_mma",), **_CONV_MMA_FILTER),
 )

@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from . import log as _log
-from .compile import (DIRECT_CONV, GEMM_THREADS, GEMM_TILINGS, KERNEL_DTYPES, MMA_PRECISIONS, MODULES,
+from .compile import (CONV_MMA_PRECISIONS, DIRECT_CONV, GEMM_THREADS, GEMM_TILINGS, KERNEL_DTYPES, MMA_PRECISIONS, MODULES,
                       NVRTC_OPTIONS, PIPELINED_TILINGS, POOL_THREADS, SPLIT_K_TILINGS, KernelModule, MmaTiling,
                       gemm_module_name, module_source)
 from .cuda import cupy as _get_cupy
@@ -62,8 +62,10 @@ EPILOGUE_BIAS, EPILOGUE_RESIDUAL = 1, 2
 DEFAULT_SM_COUNT = 132        # when the device cannot be asked (an H100's and an H200's count)
 MAX_GRID_YZ = 65535           # CUDA's limit on gridDim.y and gridDim.z (the gemm kernel loops over extra batches)
 MAX_POOL_BLOCKS = 1 << 20     # pooling kernels loop grid-stride beyond this many blocks
-SPLIT_K_MATMUL_MIN_CHUNK = 128  # matmul split-K: K slices at least this long (_split_k_plan)
+SPLIT_K_MATMUL_MIN_CHUNK = 128  # matmul split-K: K slices at least this long (_split_k_plan) ...
+SPLIT_K_MATMUL_MIN_K = 2048     # ... and only for K at least this long (see _split_k_plan)
 MMA_TILING_ENV = "CUFLOW_MMA_TILING"  # e.g. "128x128x64-cp4": the tensor-core GEMM's tiling (benchmark sweeps)
+CONV_MMA_TILING_ENV = "CUFLOW_CONV_MMA_TILING"  # the same for the tensor-core convolutions
 SPLIT_K_TARGET_BLOCKS = 512   # conv backward-filter: split its long K until about this many blocks run ...
 SPLIT_K_MIN_CHUNK = 1024      # ... but never into slices shorter than this
 _INT32_MAX = 2**31 - 1
@@ -135,10 +137,15 @@ def _split_k_plan(m, n, k, sms):
     """(tiling, K slices) for split-K of one m x n x k product (matmul.cu's gemm_split_k + gemm_split_k_reduce), or
     None when the plain GEMM is estimated faster. Split-K pays where the output has too few tiles to fill the GPU and
     K is long (the seed CNN's 128 x 5408 -> 10 Dense: one 128 x 64 tile walking K = 5408 alone). Estimated as
-    _best_gemm_plan does, plus one pass over the slices for the reduction."""
+    _best_gemm_plan does, plus one pass over the slices for the reduction.
+
+    Only for K >= SPLIT_K_MATMUL_MIN_K: below it the second launch, the partial buffer and their host-side cost
+    outweigh the idle SMs. Measured on an H200 (2026-11-26, per call, CUDA events around back-to-back calls):
+    128 x 10 x 5408 took 0.102 ms in one pass and 0.087 ms split; 128 x 128 x 784 took 0.059 ms in one pass and
+    0.089 ms split."""
     base, _ = _best_gemm_plan(m, n, k, 1, False, sms)
     tiles = _cdiv(m, base.bm) * _cdiv(n, base.bn)
-    if tiles * 2 > sms or k < 2 * SPLIT_K_MATMUL_MIN_CHUNK:
+    if tiles * 2 > sms or k < SPLIT_K_MATMUL_MIN_K:
         return None
     rows = {t: (per_sm, tflops) for t, per_sm, tflops in GEMM_TABLE}
     best, best_cost = None, None
@@ -286,26 +293,36 @@ def _tf32_enabled():
     return config.experimental.tensor_float_32_execution_enabled()
 
 
-def _mma_gemm(precision):
-    """(module name, tiling) of the tensor-core GEMM for ``precision``: MMA_PRECISIONS's, or the tiling
-    CUFLOW_MMA_TILING names (``BMxBNxBK-cpSTAGES``; its module is built on first use, for benchmark sweeps)."""
-    forced = os.environ.get(MMA_TILING_ENV)
+def _mma_module(base, precision):
+    """(module name, tiling) of tensor-core module ``base`` ("matmul_mma", "conv2d_mma" or "conv2d_mma_filter") for
+    ``precision``: the table's (MMA_PRECISIONS for the GEMM, CONV_MMA_PRECISIONS for the convolutions), or the tiling
+    CUFLOW_MMA_TILING / CUFLOW_CONV_MMA_TILING names (``BMxBNxBK-cpSTAGES``), whose module is built on first use
+    (benchmark sweeps; the table's tilings are the ones compile.py checks)."""
+    env = MMA_TILING_ENV if base == "matmul_mma" else CONV_MMA_TILING_ENV
+    table = MMA_PRECISIONS if base == "matmul_mma" else CONV_MMA_PRECISIONS
+    forced = os.environ.get(env)
     if not forced:
-        return "matmul_mma", MMA_PRECISIONS[precision][1]
+        return base, table[precision][1]
     try:
         sizes, stages = forced.split("-cp")
         bm, bn, bk = (int(v) for v in sizes.split("x"))
         tiling = MmaTiling(bm, bn, bk, int(stages))
     except ValueError:
-        raise ValueError(f"{MMA_TILING_ENV} must read BMxBNxBK-cpSTAGES (e.g. 128x128x32-cp3), got {forced!r}") from None
-    name = f"matmul_mma_{tiling.name}"
+        raise ValueError(f"{env} must read BMxBNxBK-cpSTAGES (e.g. 128x128x32-cp3), got {forced!r}") from None
+    name = f"{base}_{tiling.name}"
     if name not in _MODULES:
-        default = _MODULES["matmul_mma"]
+        default = _MODULES[base]
+        keys = [key for key, _ in default.dtypes]
         _MODULES[name] = KernelModule(
             name, default.files, default.kernels,
-            dtypes=tuple((key, f"{code}, {tiling}") for key, (code, _) in MMA_PRECISIONS.items()),
-            shared=tuple((key, tiling.shared_bytes(4 if key == "tf32" else 2)) for key in MMA_PRECISIONS))
+            dtypes=tuple((key, f"{table[key][0]}, {tiling}") for key in keys),
+            shared=tuple((key, tiling.shared_bytes(4 if key == "tf32" else 2)) for key in keys))
     return name, tiling
+
+
+def _mma_gemm(precision):
+    """(module name, tiling) of the tensor-core GEMM for ``precision`` (see _mma_module)."""
+    return _mma_module("matmul_mma", precision)
 
 
 def _gemm_kernel(dtype, m, n, k, ta, tb, batches):
@@ -472,19 +489,19 @@ def _conv_forward_kernel(dtype, m, f, k, channels):
     """
     mma = _conv_mma_precision(dtype, channels, f)
     if mma in ("bfloat16", "float16"):
-        return dtype, "conv2d_forward_mma", "conv2d_mma", MMA_PRECISIONS[mma][1], mma
+        return (dtype, "conv2d_forward_mma", *_mma_module("conv2d_mma", mma), mma)
     compute = _compute_dtype(dtype)
     forced = os.environ.get(GEMM_TILING_ENV)
     if compute.name == "float32" and k <= DIRECT_CONV.max_taps and not forced:
         return compute, "conv2d_direct", "conv2d_direct", DIRECT_CONV, compute.name
     if mma == "tf32":
-        return compute, "conv2d_forward_mma", "conv2d_mma", MMA_PRECISIONS["tf32"][1], "tf32"
+        return (compute, "conv2d_forward_mma", *_mma_module("conv2d_mma", "tf32"), "tf32")
     tiling, _ = _gemm_plan(m, f, k)
     return compute, "conv2d_forward", gemm_module_name("conv2d", tiling), tiling, compute.name
 
 
 def _conv_mma_precision(dtype, channels, f):
-    """The tensor-core precision (a key of MMA_PRECISIONS) of a convolution of ``dtype`` with C = ``channels`` and
+    """The tensor-core precision (a key of CONV_MMA_PRECISIONS) of a convolution of ``dtype`` with C = ``channels`` and
     F = ``f``, or None: bfloat16 / float16 with C and F multiples of 8, float32 with TF32 enabled and C and F
     multiples of 4 (16-byte chunks of channels, conv2d_mma.cu)."""
     if dtype.name in ("bfloat16", "float16") and channels % 8 == 0 and f % 8 == 0:
@@ -509,7 +526,8 @@ def conv2d_backward_input(grad_out, w, input_shape, *, strides=(1, 1), padding=(
     mma = _conv_mma_precision(dtype, c, f)
     if mma:
         compute = np.dtype(np.float32) if mma == "tf32" else dtype
-        kernel, module_name, tiling, key = "conv2d_backward_input_mma", "conv2d_mma", MMA_PRECISIONS[mma][1], mma
+        kernel, key = "conv2d_backward_input_mma", mma
+        module_name, tiling = _mma_module("conv2d_mma", mma)
     else:
         compute, kernel = _compute_dtype(dtype), "conv2d_backward_input"
         tiling, _ = _gemm_plan(m, c, k)
@@ -539,8 +557,9 @@ def conv2d_backward_filter(x, grad_out, filter_shape, *, strides=(1, 1), padding
     m, k = kh * kw * c, math.prod(grad_out.shape[:3])
     _i32(k + 64)  # the kernels index output cells with int (+ 64: the tensor-core copier may run one tile past K)
     if _conv_mma_precision(dtype, c, f):
-        compute, tiling = np.dtype(np.float32), MMA_PRECISIONS["tf32"][1]
-        kernel, module_name, key = "conv2d_backward_filter_mma", "conv2d_mma_filter", "tf32"
+        compute = np.dtype(np.float32)
+        module_name, tiling = _mma_module("conv2d_mma_filter", "tf32")
+        kernel, key = "conv2d_backward_filter_mma", "tf32"
         splits = _k_slices(tiling, m, f, k)
     else:
         compute = _compute_dtype(dtype)

@@ -32,9 +32,10 @@ def test_every_kernel_has_an_instance_per_dtype():
     for module in kernels_compile.MODULES:
         assert len(module.instances()) == len(module.dtypes) * len(module.kernels)
     mma = next(m for m in kernels_compile.MODULES if m.name == "matmul_mma")
-    assert mma.instances() == ("gemm_mma<0, 128, 128, 16, 3>", "gemm_mma<1, 128, 128, 32, 3>",
-                               "gemm_mma<2, 128, 128, 32, 3>")
-    assert mma.dynamic_shared("bfloat16") == 3 * 2 * 128 * (32 + 8) * 2  # the k-inner layout is the larger
+    assert mma.instances() == ("gemm_mma<0, 128, 128, 32, 4>", "gemm_mma<1, 128, 128, 64, 3>",
+                               "gemm_mma<2, 128, 128, 64, 3>")
+    assert mma.dynamic_shared("bfloat16") == 3 * 2 * 128 * (64 + 8) * 2  # the k-inner layout is the larger
+    assert mma.dynamic_shared("tf32") == 4 * 2 * 128 * (32 + 4) * 4
     conv = {m.name: m for m in kernels_compile.MODULES if m.name.startswith("conv2d_")}
     assert conv["conv2d_mma"].instances() == ("conv2d_forward_mma<0, 128, 128, 16, 3>",
                                               "conv2d_forward_mma<1, 128, 128, 32, 3>",
@@ -42,10 +43,10 @@ def test_every_kernel_has_an_instance_per_dtype():
                                               "conv2d_backward_input_mma<0, 128, 128, 16, 3>",
                                               "conv2d_backward_input_mma<1, 128, 128, 32, 3>",
                                               "conv2d_backward_input_mma<2, 128, 128, 32, 3>")
-    assert conv["conv2d_mma"].dynamic_shared("float16") == mma.dynamic_shared("float16")
+    assert conv["conv2d_mma"].dynamic_shared("float16") == 3 * 2 * 128 * (32 + 8) * 2
     # the filter gradient: TF32 only (16-bit inputs run it as exact float32 copies, so its partial sums stay float32)
     assert conv["conv2d_mma_filter"].instances() == ("conv2d_backward_filter_mma<0, 128, 128, 16, 3>",)
-    assert conv["conv2d_mma_filter"].dynamic_shared("tf32") == mma.dynamic_shared("tf32")
+    assert conv["conv2d_mma_filter"].dynamic_shared("tf32") == conv["conv2d_mma"].dynamic_shared("tf32")
     assert conv["conv2d_direct"].instances() == ("conv2d_direct<float>",)  # float32 only: the float64 one spilled
 
 

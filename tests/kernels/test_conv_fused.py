@@ -302,6 +302,17 @@ def test_conv_backward_kernels(gpu, kernel_names, rng, monkeypatch, dtype, xshap
 
 
 @pytest.mark.gpu
+def test_forced_conv_tensor_core_tiling(gpu, kernel_names, rng, monkeypatch):
+    """CUFLOW_CONV_MMA_TILING builds and runs another tiling of the three tensor-core convolutions (benchmark
+    sweeps): 32-deep K tiles in 4 stages, BF16 forward and TF32 backward passes, within the same bounds."""
+    monkeypatch.setenv(gpu.CONV_MMA_TILING_ENV, "128x128x32-cp4")
+    run_kernel(gpu, rng, BF16, (2, 9, 8, 16), (3, 3, 16, 136), geometry((1, 1), ((1, 1), (1, 1))), "relu")
+    assert kernel_names() == ["conv2d_forward_mma<1, 128, 128, 32, 4>"]
+    test_conv_backward_kernels(gpu, kernel_names, rng, monkeypatch, *BACKWARD_CASES[0].values)
+    assert {"conv2d_mma_128x128x32-cp4", "conv2d_mma_filter_128x128x32-cp4"} <= set(gpu._MODULES)
+
+
+@pytest.mark.gpu
 def test_fused_conv2d_primitive_rejects_bad_activations_and_integers(gpu):
     cp = gpu.cupy
     x, w = cp.ones((1, 3, 3, 1), np.float32), cp.ones((1, 1, 1, 1), np.float32)

@@ -193,9 +193,9 @@ def test_fused_matmul_rejects_unknown_activations_and_integers():
 
 # --- split-K -------------------------------------------------------------------------------------------------------
 # Few output tiles and a long K: the K-slice kernel plus the reducing epilogue (gpu._split_k_plan picks it). (7, 5,
-# 3000): odd, one tile, 23 slices with a ragged last one; (64, 64, 512): exactly one 64 x 64 tile; (33, 17, 1031):
+# 3000): odd, one tile, slices with a ragged last one; (64, 64, 2048): exactly one 64 x 64 tile; (33, 17, 2053):
 # a prime K.
-SPLIT_K_SHAPES = [(7, 5, 3000), (64, 64, 512), (33, 17, 1031)]
+SPLIT_K_SHAPES = [(7, 5, 3000), (64, 64, 2048), (33, 17, 2053)]
 
 
 @pytest.mark.parametrize("dtype, rel", [(np.float32, 1e-5), (np.float64, 1e-12)], ids=["f32", "f64"])
@@ -216,7 +216,7 @@ def test_split_k_gemm(shape, ta, tb, dtype, rel, rng, kernel_names):
 def test_split_k_epilogue(activation, rng):
     """Bias, a residual broadcast from (n,) and every activation, applied once to the summed slices; a leading batch
     axis of 1 keeps its shape."""
-    a, b, op_a, op_b = operands(rng, 9, 12, 2000, False, False, np.float32, batch=(1,))
+    a, b, op_a, op_b = operands(rng, 9, 12, 2100, False, False, np.float32, batch=(1,))
     bias = rng.standard_normal(12).astype(np.float32)
     residual = rng.standard_normal(12).astype(np.float32)
     got = gpu.fused_matmul(cp.asarray(a), cp.asarray(b[0]), cp.asarray(bias), cp.asarray(residual),
@@ -232,6 +232,7 @@ def test_split_k_only_where_it_pays():
     assert gpu._split_k_plan(4096, 4096, 4096, sms) is None
     assert gpu._split_k_plan(128, 5408, 10, sms) is None
     assert gpu._split_k_plan(16, 16, 100, sms) is None
+    assert gpu._split_k_plan(128, 128, 784, sms) is None  # measured slower split (see _split_k_plan)
     tiling, slices = gpu._split_k_plan(128, 10, 5408, sms)
     assert slices > 8 and tiling in gpu.SPLIT_K_TILINGS
 
