@@ -16,7 +16,7 @@ import sys
 
 __all__ = [
     "GemmTiling", "GEMM_TILINGS", "GEMM_TILE", "GEMM_THREADS", "POOL_THREADS", "KERNEL_DTYPES", "NVRTC_OPTIONS",
-    "PIPELINED_TILINGS", "SPLIT_K_TILINGS", "MmaTiling", "MMA_TILING", "MMA_PRECISIONS", "CONV_MMA_TILING", "CONV_MMA_PRECISIONS", "DirectConvTiling", "DIRECT_CONV",
+    "PIPELINED_TILINGS", "SPLIT_K_TILINGS", "MmaTiling", "MMA_TILING", "MMA_PRECISIONS", "CONV_MMA_TILING", "CONV_MMA_PRECISIONS", "MMA_LARGE_PRECISIONS", "DirectConvTiling", "DIRECT_CONV",
     "CONV_MMA_KERNELS",
     "MODULES", "KernelModule", "gemm_module_name", "CompileError",
     "module_source", "compile_source", "compile_module", "compile_all",
@@ -93,13 +93,18 @@ PIPELINED_TILINGS = (
 # gemm" rows, 4096^3 / 8192^3 TFLOP/s): BF16 194 / 205 against 165 / 163 for the earlier BK = 32, 3 stages; TF32
 # 74 / 76 against 61 / 64 for BK = 16, 3 stages. A deeper K tile halves the barriers and fragment-load bubbles per
 # mma; 64 x 128 and 128 x 64 blocks were slower (more blocks, each re-reading its operands).
-MMA_TILING = {"tf32": MmaTiling(128, 128, 32, 4), "16bit": MmaTiling(128, 128, 64, 3)}
+# For big 16-bit problems (gpu.py's _mma_gemm: at least a full wave of its tiles), 128 x 256 blocks, each warp a
+# 64 x 64 tile (twice the mma per fragment load): BF16 243 / 277 TFLOP/s at 4096^3 / 8192^3 against 188 / 184 for
+# 128 x 128 in the same run (call3 of that date; 246 registers, no spills). In TF32 it spills, so TF32 has none.
+MMA_TILING = {"tf32": MmaTiling(128, 128, 32, 4), "16bit": MmaTiling(128, 128, 64, 3),
+              "16bit_large": MmaTiling(128, 256, 64, 3)}
 # The convolutions' tensor-core tilings: the earlier ones, until a GPU run measures the deeper tiles on them (their
 # K = KH*KW*C is often short: 288 for the seed's 3 x 3 x 32, which a 64-deep tile would pad by a third).
 CONV_MMA_TILING = {"tf32": MmaTiling(128, 128, 16, 3), "16bit": MmaTiling(128, 128, 32, 3)}
 # Precision keys of gemm_mma (and of the conv kernels) -> its template argument P, and the tiling each uses.
 MMA_PRECISIONS = {"tf32": ("0", MMA_TILING["tf32"]), "bfloat16": ("1", MMA_TILING["16bit"]),
                   "float16": ("2", MMA_TILING["16bit"])}
+MMA_LARGE_PRECISIONS = {"bfloat16": ("1", MMA_TILING["16bit_large"]), "float16": ("2", MMA_TILING["16bit_large"])}
 CONV_MMA_PRECISIONS = {"tf32": ("0", CONV_MMA_TILING["tf32"]), "bfloat16": ("1", CONV_MMA_TILING["16bit"]),
                        "float16": ("2", CONV_MMA_TILING["16bit"])}
 
@@ -202,6 +207,8 @@ MODULES = (
     *(KernelModule(gemm_module_name("matmul", t), ("ptx.cuh", "matmul.cu", "matmul_async.cu"), ("gemm_pipelined",),
                    tile=t, dtypes=(("float32", "float"),)) for t in PIPELINED_TILINGS),
     KernelModule("matmul_mma", ("ptx.cuh", "matmul.cu", "matmul_async.cu"), ("gemm_mma",), **_MMA_INSTANCES),
+    KernelModule("matmul_mma_large", ("ptx.cuh", "matmul.cu", "matmul_async.cu"), ("gemm_mma",),
+                 **_mma_instances(MMA_LARGE_PRECISIONS)),
     # Convolution: the direct kernel for few taps, and the implicit GEMMs on tensor cores (matmul_async.cu's core).
     KernelModule("conv2d_direct", ("matmul.cu", "conv2d.cu"), ("conv2d_direct",), dtypes=(("float32", "float"),)),
     KernelModule("conv2d_mma", ("ptx.cuh", "matmul.cu", "matmul_async.cu", "conv2d.cu", "conv2d_mma.cu"),

@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from . import log as _log
-from .compile import (CONV_MMA_PRECISIONS, DIRECT_CONV, GEMM_THREADS, GEMM_TILINGS, KERNEL_DTYPES, MMA_PRECISIONS, MODULES,
+from .compile import (CONV_MMA_PRECISIONS, DIRECT_CONV, MMA_LARGE_PRECISIONS, GEMM_THREADS, GEMM_TILINGS, KERNEL_DTYPES, MMA_PRECISIONS, MODULES,
                       NVRTC_OPTIONS, PIPELINED_TILINGS, POOL_THREADS, SPLIT_K_TILINGS, KernelModule, MmaTiling,
                       gemm_module_name, module_source)
 from .cuda import cupy as _get_cupy
@@ -320,9 +320,18 @@ def _mma_module(base, precision):
     return name, tiling
 
 
-def _mma_gemm(precision):
-    """(module name, tiling) of the tensor-core GEMM for ``precision`` (see _mma_module)."""
-    return _mma_module("matmul_mma", precision)
+def _mma_gemm(precision, m=0, n=0, batches=1):
+    """(module name, tiling) of the tensor-core GEMM for ``precision`` and an m x n result (see _mma_module): the
+    128 x 256 tiling of ``matmul_mma_large`` for 16-bit problems with at least one full wave of its tiles (one per
+    SM; measured faster at 4096^3 and 8192^3, compile.py), else the table's. The crossover was not measured: below a
+    wave the bigger tiles leave SMs idle that 128 x 128 ones would fill."""
+    module_name, tiling = _mma_module("matmul_mma", precision)
+    large = MMA_LARGE_PRECISIONS.get(precision)
+    if module_name == "matmul_mma" and large is not None:
+        tiles = _cdiv(m, large[1].bm) * _cdiv(n, large[1].bn) * batches
+        if tiles >= _sm_count():
+            return "matmul_mma_large", large[1]
+    return module_name, tiling
 
 
 def _gemm_kernel(dtype, m, n, k, ta, tb, batches):
@@ -336,7 +345,7 @@ def _gemm_kernel(dtype, m, n, k, ta, tb, batches):
     """
     lda, ldb = (m if ta else k), (k if tb else n)
     if dtype.name in ("bfloat16", "float16") and lda % 8 == 0 and ldb % 8 == 0:
-        module_name, tiling = _mma_gemm(dtype.name)
+        module_name, tiling = _mma_gemm(dtype.name, m, n, batches)
         return dtype, "gemm_mma", module_name, tiling, dtype.name
     compute = _compute_dtype(dtype)
     aligned = compute.name == "float32" and lda % 4 == 0 and ldb % 4 == 0
@@ -399,7 +408,7 @@ def _gemm_split_k(a, b, ta, tb, bias, residual, activation, dtype, compute, batc
     out = cupy.empty(batch_shape + (m, n), dtype=compute)
     (bias_arg, residual_arg, flags), epilogue = _epilogue_args(bias, residual, out, compute, activation)
     cells = m * n
-    grid, block = (min(_cdiv(cells, POOL_THREADS), MAX_POOL_BLOCKS),), (POOL_THREADS,)
+    grid, block = (min(_cdiv(cells, GEMM_THREADS), MAX_POOL_BLOCKS),), (GEMM_THREADS,)
     reduce = _kernel("matmul_split_k_reduce", "gemm_split_k_reduce", compute.name)
     if _log.enabled():
         _log.launch(_MODULES["matmul_split_k_reduce"].instance("gemm_split_k_reduce", compute.name),

@@ -356,9 +356,9 @@ gemm_split_k(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ p
 }
 
 // out[i] = act(sum over s < splits of partial[s][i] + bias + residual) for the m x n outputs; grid-stride, one
-// output per thread (1-D grid of any size).
+// output per thread (1-D grid of any size, blocks of GEMM_THREADS).
 template <typename T>
-__global__ void gemm_split_k_reduce(const T* __restrict__ partial, T* __restrict__ out, int splits, int m, int n,
+__global__ void __launch_bounds__(GEMM_THREADS) gemm_split_k_reduce(const T* __restrict__ partial, T* __restrict__ out, int splits, int m, int n,
                                     const T* __restrict__ bias, const T* __restrict__ residual, int flags,
                                     int activation)
 {

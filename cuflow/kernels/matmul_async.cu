@@ -220,10 +220,12 @@ gemm_pipelined(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__
 // mma.m16n8k16. Output, bias and residual are in the operands' storage type (float for TF32).
 // Block: 8 warps as 2 (m) x 4 (n), each warp a (BM/2) x (BN/4) tile of (BM/32) x (BN/32) mma tiles of 16 x 8.
 // Fragment reads, per layout (g = lane / 4, t = lane % 4; strides are what keep them conflict-free):
-//   TF32, scalar LDS + cvt.rna: k-inner stride BK + 4 floats: lanes read (g * (BK+4) + t) -> 32 different banks;
-//     k-outer stride rows + 8: lanes read (t * (rows+8) + g) = 8t + g (mod 32) -> 32 different banks.
-//   16-bit, ldmatrix.x4 (k-outer with .trans): each 8-lane phase reads 8 rows of 16 bytes; strides of BK + 8 (80 B)
-//     and rows + 8 halves (272 B) are odd multiples of 16 bytes, so the 8 rows fall in 8 different bank groups.
+//   TF32, scalar LDS + cvt.rna: k-inner stride BK + 4 floats (BK = 16 or 32): lanes read (g * (BK+4) + t), which
+//     is 20g + t or 4g + t (mod 32) -> 32 different banks; k-outer stride rows + 8: lanes read (t * (rows+8) + g)
+//     = 8t + g (mod 32) -> 32 different banks.
+//   16-bit, ldmatrix.x4 (k-outer with .trans): each 8-lane phase reads 8 rows of 16 bytes; strides of BK + 8 (80 B
+//     at BK = 32, 144 B at 64) and rows + 8 halves (272 B at 128, 528 B at 256) are odd multiples of 16 bytes, so
+//     the 8 rows fall in 8 different bank groups.
 template <int P>
 struct MmaType;
 template <>

@@ -127,6 +127,21 @@ def test_tensor_core_gemm(shape, ta, tb, dtype, rel, rng, tf32, kernel_names):
     assert [name.startswith(f"gemm_mma<{precision},") for name in kernel_names()] == [True]
 
 
+@pytest.mark.parametrize("dtype", [BF16, F16], ids=["bf16", "f16"])
+def test_large_tensor_core_tiling(dtype, rng, kernel_names, monkeypatch):
+    """Problems with a full wave of 128 x 256 tiles run matmul_mma_large (here: a 1-SM GPU, so one tile is a wave);
+    ragged M and N, every transpose pair."""
+    monkeypatch.setattr(gpu, "_sm_count", lambda: 1)
+    for ta, tb in TRANSPOSES:
+        a, b, op_a, op_b = operands(rng, 136, 264, 72, ta, tb, dtype)
+        got = gpu.matmul(cp.asarray(a), cp.asarray(b), transpose_a=ta, transpose_b=tb)
+        check(got, op_a @ op_b, np.abs(op_a) @ np.abs(op_b), dtype, 1e-5)
+    assert gpu._mma_gemm(dtype.name, 136, 264) == ("matmul_mma_large", gpu.MMA_LARGE_PRECISIONS[dtype.name][1])
+    assert kernel_names() == ["gemm_mma<1," if dtype == BF16 else "gemm_mma<2,"] * 4
+    monkeypatch.setattr(gpu, "_sm_count", lambda: 132)
+    assert gpu._mma_gemm(dtype.name, 136, 264)[0] == "matmul_mma"  # 2 tiles: far from a wave
+
+
 def test_tf32_only_when_enabled(rng, kernel_names):
     """TF32 is off by default (cuflow.config): float32 stays on the exact CUDA-core kernels."""
     assert not cuflow.config.experimental.tensor_float_32_execution_enabled()
