@@ -116,6 +116,17 @@ _BY_NAME = {fn.__name__: fn for fn in (relu, relu6, leaky_relu, elu, selu, gelu,
 _BY_NAME["swish"] = swish  # Keras 3's name for silu; serialize gives "silu"
 
 
+def fused_name(activation):
+    """The name under which the GEMM and convolution epilogues (``fused_matmul``, ``fused_conv2d``) apply
+    ``activation`` for free, or None when it runs as its own op after them.
+
+    Dense, Conv1D and Conv2D fuse linear, relu, gelu (exact) and tanh. sigmoid and softmax are not fused: applied on
+    their own, their outputs remember their logits, which the cross-entropy losses then take (as Keras's TF backend
+    does); a gelu with ``approximate=True`` or any other callable runs on its own too.
+    """
+    return _FUSED.get(activation)
+
+
 def get(identifier):
     """Returns the activation function for ``identifier``: a name, a callable (returned as is) or None (linear).
 
@@ -144,3 +155,6 @@ def serialize(activation):
 
 
 deserialize = get
+
+
+_FUSED = {linear: "linear", relu: "relu", gelu: "gelu", tanh: "tanh"}  # see fused_name

@@ -330,13 +330,10 @@ def serialize(loss):
 
 def deserialize(config, custom_objects=None):
     """The loss described by :func:`serialize`'s output."""
-    known = {**_CLASSES, **_FUNCTIONS, **(custom_objects or {})}
+    from ._known import deserialize_known
     if isinstance(config, str):
         return get(config) if config not in (custom_objects or {}) else custom_objects[config]
-    name = config.get("class_name")
-    if name not in known:
-        raise ValueError(f"Unknown loss {name!r}; known losses: {', '.join(sorted(known))}")
-    return known[name].from_config(config.get("config", {}))
+    return deserialize_known(config, {**_CLASSES, **_FUNCTIONS, **(custom_objects or {})}, "loss", "losses")
 
 
 def get(identifier):

@@ -466,8 +466,6 @@ def serialize(metric):
 
 
 def deserialize(config, custom_objects=None):
-    known = {**_CLASSES, **(custom_objects or {})}
-    name = config.get("class_name")
-    if name not in known:
-        raise ValueError(f"Unknown metric {name!r}; known metrics: {', '.join(sorted(known))}")
-    return known[name].from_config(config.get("config", {}))
+    """The metric described by :func:`serialize`'s dict."""
+    from ._known import deserialize_known
+    return deserialize_known(config, {**_CLASSES, **(custom_objects or {})}, "metric", "metrics")

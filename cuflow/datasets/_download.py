@@ -5,6 +5,7 @@ interrupted or corrupted transfer is never read as data. A ``.part`` left behind
 with an HTTP ``Range`` request; each transfer is retried a few times. With no network the error names the file, its
 URL and the exact path to place a copy at.
 """
+import contextlib
 import hashlib
 import os
 import shutil
@@ -116,16 +117,41 @@ def get_file(fname=None, origin=None, untar=False, md5_hash=None, file_hash=None
     if force_download:  # a stale partial download of an older version must not be continued
         path.with_name(path.name + ".part").unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not force_download and file_hash and not validate_file(path, file_hash, hash_algorithm):
-        warnings.warn(f"{path} does not match its expected checksum {file_hash}; it is removed and downloaded again",
-                      stacklevel=2)
-        path.unlink()
-    fresh = force_download or not path.exists()
-    if fresh:
-        download(origin, path, file_hash, hash_algorithm)
-    if extract or untar:
-        return str(_extract(path, archive_format, replace=fresh))
+    with _locked(path):  # another process fetching the same file: wait for it, then find the file there
+        if path.exists() and not force_download and file_hash and not validate_file(path, file_hash,
+                                                                                   hash_algorithm):
+            warnings.warn(f"{path} does not match its expected checksum {file_hash}; it is removed and downloaded "
+                          f"again", stacklevel=2)
+            path.unlink()
+        fresh = force_download or not path.exists()
+        if fresh:
+            download(origin, path, file_hash, hash_algorithm)
+        if extract or untar:
+            return str(_extract(path, archive_format, replace=fresh))
     return str(path)
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """Holds an exclusive lock (POSIX ``flock``) on ``$CUFLOW_HOME/locks/<hash of path>.lock`` while the block runs,
+    so processes (or threads) fetching the same file take turns: the second waits, then finds the file downloaded
+    and verified, instead of writing the same ``.part`` at the same time. Lock files stay (removing one would race
+    with a waiter) and live outside the cache folders. Where ``fcntl`` is missing (Windows) there is no lock; the
+    checksum still rejects an interleaved file."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    locks = cuflow_home() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()
+    with open(locks / f"{key}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def download(url, path, file_hash=None, hash_algorithm="auto"):

@@ -66,6 +66,24 @@ __device__ __forceinline__ T activate(T v, int activation)
     }
 }
 
+// out[index] = store(act(load(out[index]))) for every in-bounds output `at(e)` gives (e < count): at(e, row, col).
+// Rolled: one copy of the activation code per kernel. The deferred half of every GEMM epilogue (Epilogue below,
+// matmul_async.cu's MmaEpilogue with its 16-bit load and store).
+template <typename E, typename Load, typename Store, typename At>
+__device__ void activate_in_place(E* out, int count, int m, int n, int activation, const Load& load, const Store& store,
+                                  const At& at)
+{
+#pragma unroll 1
+    for (int e = 0; e < count; ++e) {
+        int row, col;
+        at(e, row, col);
+        if (row < m && col < n) {
+            const long long index = (long long)row * n + col;
+            out[index] = store(activate(load(out[index]), activation));
+        }
+    }
+}
+
 // What a GEMM does with each accumulator before storing it: bias, residual and activation.
 // The transcendental activations (gelu, sigmoid, tanh: erf/exp/tanh are 20-60 instructions each) are NOT applied in
 // the unrolled store of the TM x TN accumulators: inlined 64 times per transpose pair they made the cubins 7x larger
@@ -94,15 +112,7 @@ struct Epilogue {
     __device__ void deferred_loop(T* out, int count, int m, int n, const At& at) const
     {
         if (!deferred()) return;
-#pragma unroll 1
-        for (int e = 0; e < count; ++e) {
-            int row, col;
-            at(e, row, col);
-            if (row < m && col < n) {
-                const long long index = (long long)row * n + col;
-                out[index] = activate(out[index], activation);
-            }
-        }
+        activate_in_place(out, count, m, n, activation, [](T v) { return v; }, [](T v) { return v; }, at);
     }
 };
 

@@ -271,15 +271,8 @@ struct MmaEpilogue {
     __device__ void deferred_loop(E* out, int count, int m, int n, const At& at) const
     {
         if (activation < ACT_GELU) return;
-#pragma unroll 1
-        for (int e = 0; e < count; ++e) {
-            int row, col;
-            at(e, row, col);
-            if (row < m && col < n) {
-                const long long index = (long long)row * n + col;
-                out[index] = MmaType<P>::store(activate(MmaType<P>::load(out[index]), activation));
-            }
-        }
+        activate_in_place(out, count, m, n, activation, [](E v) { return MmaType<P>::load(v); },
+                          [](float v) { return MmaType<P>::store(v); }, at);
     }
 };
 

@@ -1,14 +1,11 @@
 """Convolution layers: Conv2D (channels-last images) and Conv1D (sequences), with Keras's shape rules."""
+from .. import activations
 from ..ops.conv import fused_conv1d, fused_conv2d
 from .base import Layer, InputSpec
-from .core import Dense, set_kernel_options, kernel_options_config
+from .core import set_kernel_options, kernel_options_config
 
 __all__ = ["Conv2D", "Convolution2D", "Conv1D", "Convolution1D", "normalize_tuple", "conv_output_length",
            "data_format_of"]
-
-
-# The bias and the activations the convolution's epilogue applies (fused_conv2d): Dense's policy, sigmoid excepted.
-_FUSED_ACTIVATIONS = Dense._FUSED_ACTIVATIONS
 
 
 def normalize_tuple(value, n, name, layer):
@@ -113,7 +110,7 @@ class Conv2D(Layer):
 
     def call(self, inputs):
         fmt = "NHWC" if self.data_format == "channels_last" else "NCHW"
-        fused = _FUSED_ACTIVATIONS.get(self.activation)
+        fused = activations.fused_name(self.activation)  # the convolution's epilogue applies bias and these
         out = fused_conv2d(inputs, self.kernel, self.bias, strides=list(self.strides), padding=self.padding.upper(),
                            activation=fused or "linear", data_format=fmt, dilations=list(self.dilation_rate))
         return out if fused is not None else self.activation(out)
@@ -198,7 +195,7 @@ class Conv1D(Layer):
         if self.padding == "causal":  # explicit [before, after] pairs per axis: only the steps axis gets zeros
             padding = [[0, 0], [0, 0], [0, 0]]
             padding[1 if fmt == "NWC" else 2] = [self.dilation_rate[0] * (self.kernel_size[0] - 1), 0]
-        fused = _FUSED_ACTIVATIONS.get(self.activation)
+        fused = activations.fused_name(self.activation)  # the convolution's epilogue applies bias and these
         out = fused_conv1d(inputs, self.kernel, self.bias, list(self.strides), padding, fused or "linear",
                            data_format=fmt, dilations=list(self.dilation_rate))
         return out if fused is not None else self.activation(out)

@@ -73,15 +73,9 @@ class Dense(Layer):
                                     self.bias_regularizer) if self.use_bias else None
         self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
 
-    # Activations the GEMM epilogue applies (fused_matmul): bias and these cost no extra pass over the output.
-    # sigmoid is not among them: applied on its own, its output remembers its logits, and binary cross-entropy
-    # takes those (activations._with_logits), as softmax's for the categorical ones.
-    _FUSED_ACTIVATIONS = {activations.linear: "linear", activations.relu: "relu", activations.gelu: "gelu",
-                          activations.tanh: "tanh"}
-
     def call(self, inputs):
         x = inputs if inputs.ndim == 2 else reshape(inputs, (-1, inputs.shape[-1]))  # one GEMM over leading axes
-        fused = self._FUSED_ACTIVATIONS.get(self.activation)
+        fused = activations.fused_name(self.activation)  # the GEMM epilogue applies bias and these for free
         out = fused_matmul(x, self.kernel, self.bias, activation=fused or "linear")
         if inputs.ndim != 2:
             out = reshape(out, tuple(inputs.shape[:-1]) + (self.units,))

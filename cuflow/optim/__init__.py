@@ -29,12 +29,9 @@ def serialize(optimizer):
 
 def deserialize(config, custom_objects=None):
     """The optimizer described by :func:`serialize`'s dict (class names match case-insensitively)."""
+    from .._known import deserialize_known
     known = {**_BY_NAME, **{k.lower(): v for k, v in (custom_objects or {}).items()}}
-    name = str(config.get("class_name", "")).lower()
-    if name not in known:
-        raise ValueError(f"Unknown optimizer {config.get('class_name')!r}; known optimizers: "
-                         f"{', '.join(sorted(known))}")
-    return known[name].from_config(config.get("config", {}))
+    return deserialize_known(config, known, "optimizer", "optimizers", fold_case=True)
 
 
 def get(identifier):

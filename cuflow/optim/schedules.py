@@ -122,8 +122,6 @@ def serialize(schedule):
 
 def deserialize(config, custom_objects=None):
     """The schedule described by :func:`serialize`'s dict."""
-    known = {**_SCHEDULES, **(custom_objects or {})}
-    name = config.get("class_name")
-    if name not in known:
-        raise ValueError(f"Unknown learning rate schedule {name!r}; known: {', '.join(sorted(known))}")
-    return known[name].from_config(config["config"])
+    from .._known import deserialize_known
+    return deserialize_known(config, {**_SCHEDULES, **(custom_objects or {})}, "learning rate schedule",
+                             "schedules")

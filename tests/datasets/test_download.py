@@ -23,6 +23,34 @@ def test_downloads_once_then_reads_the_cache(server, home, capsys):
     assert "downloading blob.bin" in capsys.readouterr().err  # the progress bar
 
 
+def test_concurrent_fetches_of_one_file_take_turns(server, home, monkeypatch):
+    """Two fetches of the same file at once (threads here; processes alike: the lock is an flock under
+    $CUFLOW_HOME/locks): one downloads, the other waits and reads the verified file. Without the lock both wrote the
+    same .part."""
+    import threading
+    import time
+    digest = server.add(URL, BODY)
+
+    def slow(request, timeout=None):
+        time.sleep(0.3)  # keeps the first transfer in flight while the second fetch starts
+        return server(request, timeout)
+    monkeypatch.setattr(_download, "_urlopen", slow)
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(keras.utils.get_file(origin=URL, file_hash=digest))
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and results == [str(home / "blob.bin")] * 2
+    assert len(server.requests) == 1 and open(results[0], "rb").read() == BODY
+
+
 def test_cache_root_follows_cuflow_home_and_cache_dir(server, tmp_path):
     server.add(URL, BODY)
     assert keras.utils.get_file("b.bin", URL, cache_subdir="sub", cache_dir=tmp_path / "c") == \
