@@ -296,11 +296,29 @@ def compile_module(module, arch):
     return _CUBINS[key]
 
 
-def compile_all(archs=ARCHS):
+def _compile_task(module_name, arch):
+    """A worker of compile_all(jobs > 1): the cubin of one module for one arch, compiled in its own process."""
+    return compile_module(next(m for m in MODULES if m.name == module_name), arch)
+
+
+def compile_all(archs=ARCHS, jobs=1):
     """Compiles every module for every arch; returns ``[(module name, files, arch, cubin size in bytes), ...]``.
+
+    With ``jobs > 1`` the modules not yet in this process's cache are compiled by that many processes at once (NVRTC
+    serializes compiles inside one process) and their cubins stored in the cache, so :func:`compile_module` and the
+    kernel report then find them.
 
     Raises CompileError on the first failure.
     """
+    archs = tuple(archs)
+    missing = [(m.name, arch) for m in MODULES for arch in archs if (m.name, arch) not in _CUBINS]
+    if jobs > 1 and len(missing) > 1:
+        import concurrent.futures
+        import multiprocessing
+        with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(missing)),
+                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
+            for key, cubin in zip(missing, pool.map(_compile_task, *zip(*missing))):
+                _CUBINS[key] = cubin
     return [(m.name, m.files, arch, len(compile_module(m, arch))) for m in MODULES for arch in archs]
 
 

@@ -1,4 +1,5 @@
 """The CI compile check: every CUDA kernel builds to cubin for sm_80 and sm_90 without a GPU, and broken code fails."""
+import os
 import pathlib
 
 import pytest
@@ -8,8 +9,11 @@ from cuflow.kernels import compile as kernels_compile
 
 @pytest.fixture(scope="module", autouse=True)
 def nvrtc():
-    """Skips only when NVIDIA's NVRTC bindings are missing (pip install cuda-bindings, or the 'test' extra)."""
-    return pytest.importorskip("cuda.bindings.nvrtc")
+    """Skips only when NVIDIA's NVRTC bindings are missing (pip install cuda-bindings, or the 'test' extra); then
+    compiles every module on all cores at once (the tests below, and test_report.py, find the cubins cached)."""
+    module = pytest.importorskip("cuda.bindings.nvrtc")
+    kernels_compile.compile_all(kernels_compile.ARCHS, jobs=os.cpu_count() or 1)
+    return module
 
 
 @pytest.mark.parametrize("arch", kernels_compile.ARCHS)

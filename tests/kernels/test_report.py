@@ -4,6 +4,7 @@ without a GPU (NVRTC from cuda-bindings, cuobjdump and nvdisasm from PyPI).
 Skips only when those tools are missing: pip install cuda-bindings nvidia-cuda-nvdisasm nvidia-cuda-cuobjdump.
 """
 import json
+import os
 
 import pytest
 
@@ -39,7 +40,8 @@ FUSED_MODULES = ("optim", "softmax_ce", "philox")
 @pytest.fixture(scope="module")
 def rows():
     """The report for every module and arch, in this process (compile.py's cubin cache: the compile test's cubins
-    are reused when it ran first)."""
+    are reused when it ran first; else they are compiled here on all cores)."""
+    kernels_compile.compile_all(ARCHS, jobs=os.cpu_count() or 1)
     return report.report(ARCHS)
 
 
