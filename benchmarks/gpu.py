@@ -9,6 +9,7 @@ process with CUDA events (median of repeated runs after warm-up). Refuses to run
 """
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -111,12 +112,8 @@ def run_gpu_tests(workers=0):
     """``pytest -m gpu`` (on ``workers`` xdist processes when pytest-xdist is there and workers > 1)."""
     start = time.perf_counter()
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-o", "addopts=-rfE"]
-    try:
-        import xdist  # noqa: F401  (only whether pytest-xdist is there)
-        if workers > 1:
-            command += ["-n", str(workers), "--dist", "loadfile"]
-    except ImportError:
-        pass
+    if workers > 1 and importlib.util.find_spec("xdist") is not None:  # pytest-xdist is there
+        command += ["-n", str(workers), "--dist", "loadfile"]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     failures = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
     return {"command": " ".join(command[2:]), "returncode": proc.returncode, "summary": _summary_line(proc.stdout),

@@ -16,7 +16,8 @@ import sys
 
 __all__ = [
     "GemmTiling", "GEMM_TILINGS", "GEMM_TILE", "GEMM_THREADS", "POOL_THREADS", "KERNEL_DTYPES", "NVRTC_OPTIONS",
-    "PIPELINED_TILINGS", "SPLIT_K_TILINGS", "MmaTiling", "MMA_TILING", "MMA_PRECISIONS", "CONV_MMA_TILING", "CONV_MMA_PRECISIONS", "MMA_LARGE_PRECISIONS", "DirectConvTiling", "DIRECT_CONV",
+    "PIPELINED_TILINGS", "SPLIT_K_TILINGS", "MmaTiling", "MMA_TILING", "MMA_PRECISIONS", "MMA_LARGE_PRECISIONS",
+    "CONV_MMA_TILING", "CONV_MMA_PRECISIONS", "DirectConvTiling", "DIRECT_CONV",
     "CONV_MMA_KERNELS",
     "MODULES", "KernelModule", "gemm_module_name", "CompileError",
     "module_source", "compile_source", "compile_module", "compile_all",

@@ -18,9 +18,9 @@ import os
 import numpy as np
 
 from . import log as _log
-from .compile import (CONV_MMA_PRECISIONS, DIRECT_CONV, MMA_LARGE_PRECISIONS, GEMM_THREADS, GEMM_TILINGS, KERNEL_DTYPES, MMA_PRECISIONS, MODULES,
-                      NVRTC_OPTIONS, PIPELINED_TILINGS, POOL_THREADS, SPLIT_K_TILINGS, KernelModule, MmaTiling,
-                      gemm_module_name, module_source)
+from .compile import (CONV_MMA_PRECISIONS, DIRECT_CONV, GEMM_THREADS, GEMM_TILINGS, KERNEL_DTYPES,
+                      MMA_LARGE_PRECISIONS, MMA_PRECISIONS, MODULES, NVRTC_OPTIONS, PIPELINED_TILINGS, POOL_THREADS,
+                      SPLIT_K_TILINGS, KernelModule, MmaTiling, gemm_module_name, module_source)
 from .cuda import cupy as _get_cupy
 
 cupy = _get_cupy()
@@ -201,13 +201,18 @@ def _launch_gemm(family, kernel, dtype, tiling, m, n, args, splits=1, shape=None
         function(grid, (GEMM_THREADS,), args)
 
 
-def _launch_pool(kernel_name, dtype, cells, args, shape):
-    """Launches a pooling kernel with one thread per cell, grid-stride beyond MAX_POOL_BLOCKS blocks."""
+def _launch_cells(module_name, kernel_name, dtype, cells, args, shape):
+    """Launches a 1-D kernel with one thread per cell (pooling, the split-K reduction; blocks of POOL_THREADS, which
+    is GEMM_THREADS too), grid-stride beyond MAX_POOL_BLOCKS blocks."""
     if cells:
         grid, block = (min(_cdiv(cells, POOL_THREADS), MAX_POOL_BLOCKS),), (POOL_THREADS,)
         if _log.enabled():
-            _log.launch(_MODULES["pool"].instance(kernel_name, dtype), "pool", grid, block, shape)
-        _kernel("pool", kernel_name, dtype)(grid, block, args)
+            _log.launch(_MODULES[module_name].instance(kernel_name, dtype), module_name, grid, block, shape)
+        _kernel(module_name, kernel_name, dtype)(grid, block, args)
+
+
+def _launch_pool(kernel_name, dtype, cells, args, shape):
+    _launch_cells("pool", kernel_name, dtype, cells, args, shape)
 
 
 def _compute_dtype(dtype):
@@ -407,14 +412,9 @@ def _gemm_split_k(a, b, ta, tb, bias, residual, activation, dtype, compute, batc
                  (a, b, partial, *_i32(m, n, k, ta, tb, chunk)), splits=slices, shape=shape)
     out = cupy.empty(batch_shape + (m, n), dtype=compute)
     (bias_arg, residual_arg, flags), epilogue = _epilogue_args(bias, residual, out, compute, activation)
-    cells = m * n
-    grid, block = (min(_cdiv(cells, GEMM_THREADS), MAX_POOL_BLOCKS),), (GEMM_THREADS,)
-    reduce = _kernel("matmul_split_k_reduce", "gemm_split_k_reduce", compute.name)
-    if _log.enabled():
-        _log.launch(_MODULES["matmul_split_k_reduce"].instance("gemm_split_k_reduce", compute.name),
-                    "matmul_split_k_reduce", grid, block, dict(shape, epilogue=epilogue or "none"))
-    reduce(grid, block, (partial, out, *_i32(slices, m, n), bias_arg, residual_arg, *_i32(flags, _activation_code(
-        activation))))
+    args = (partial, out, *_i32(slices, m, n), bias_arg, residual_arg, *_i32(flags, _activation_code(activation)))
+    _launch_cells("matmul_split_k_reduce", "gemm_split_k_reduce", compute.name, m * n, args,
+                  dict(shape, epilogue=epilogue or "none"))
     return out.astype(dtype, copy=False)
 
 
